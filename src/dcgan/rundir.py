@@ -1,0 +1,71 @@
+"""Run directories: `runs/NNNNN-<dataset>-<size>/`, numbered, created once, never overwritten."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from dcgan.config import Config, ConfigError, dump_yaml, from_dict, load_yaml
+from dcgan.images import atomic_write
+
+CONFIG_FILE = "config.yaml"
+STATS_FILE = "stats.jsonl"
+LOG_FILE = "log.txt"
+CHECKPOINT_DIR = "checkpoints"
+SAMPLES_DIR = "samples"
+_NUMBERED = re.compile(r"^(\d{5,})-")
+
+
+def create_run_dir(cfg: Config) -> Path:
+    """Make the next free `NNNNN-<dataset>-<size>` under `cfg.output.out` and return it.
+
+    `mkdir` without exist_ok is the lock: two runs starting at once get different numbers.
+    """
+    root = Path(cfg.output.out)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"out: cannot create {root} ({e.strerror})") from None
+    if not os.access(root, os.W_OK):
+        raise ConfigError(f"out: {root} is not writable; choose another directory with --out")
+    taken = [int(m.group(1)) for p in root.iterdir() if (m := _NUMBERED.match(p.name))]
+    number = max(taken, default=-1) + 1
+    while True:
+        path = root / f"{number:05d}-{cfg.data.dataset}-{cfg.model.image_size}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            number += 1
+
+
+def write_config(run_dir: Path, cfg: Config) -> None:
+    atomic_write(run_dir / CONFIG_FILE, lambda f: f.write(dump_yaml(cfg).encode()))
+
+
+def read_config(run_dir: Path) -> Config:
+    """The resolved config a run was started with."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing")
+    return from_dict(load_yaml(path), str(path))
+
+
+def read_stats(run_dir: Path) -> list[dict[str, Any]]:
+    """All records of `stats.jsonl` (empty when there is none yet)."""
+    path = Path(run_dir) / STATS_FILE
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def truncate_stats(run_dir: Path, last_step: int) -> None:
+    """Drop records after `last_step`: a resumed run redoes those steps and logs them again."""
+    records = read_stats(run_dir)
+    kept = [r for r in records if r["step"] <= last_step]
+    if len(kept) != len(records):
+        text = "".join(json.dumps(r) + "\n" for r in kept)
+        atomic_write(Path(run_dir) / STATS_FILE, lambda f: f.write(text.encode()))

@@ -1,0 +1,85 @@
+"""Seed-addressable generation: image i always comes from the z derived from (seed, i)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from dcgan.images import make_grid, save_png, to_uint8
+
+
+def sample_z(
+    n: int, nz: int, dist: str, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """n latent vectors (n, nz) from N(0, 1) or U(-1, 1), drawn on the CPU from `generator`."""
+    if dist == "uniform":
+        return torch.rand(n, nz, generator=generator) * 2 - 1
+    return torch.randn(n, nz, generator=generator)
+
+
+# Independent random streams derived from one run seed.
+STREAM_IMAGES, STREAM_TRAIN_NOISE, STREAM_EPOCHS = 0, 1, 2
+
+
+def seed_for(seed: int, index: int, stream: int = STREAM_IMAGES) -> int:
+    """A 63-bit seed for item `index` of `stream` under `seed`; nearby triples don't collide."""
+    state = np.random.SeedSequence([stream, seed, index]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def z_for_indices(seed: int, indices: Sequence[int], nz: int, dist: str = "normal") -> torch.Tensor:
+    """(len(indices), nz): row k depends only on (seed, indices[k]), never on batching."""
+    rows = [sample_z(1, nz, dist, torch.Generator().manual_seed(seed_for(seed, i))) for i in indices]
+    return torch.cat(rows) if rows else torch.empty(0, nz)
+
+
+@torch.no_grad()
+def generate(
+    generator: nn.Module,
+    indices: Sequence[int],
+    seed: int = 0,
+    batch_size: int = 64,
+    dist: str = "normal",
+) -> Iterator[tuple[list[int], torch.Tensor]]:
+    """Yield (indices, uint8 images (B, C, S, S)) in batches, G in eval mode without gradients.
+
+    Eval mode makes each image independent of the others in its batch (BatchNorm uses its
+    running statistics), so the output does not depend on `batch_size`.
+    """
+    was_training = generator.training
+    generator.eval()
+    device = next(generator.parameters()).device
+    nz = generator.cfg.nz
+    try:
+        for start in range(0, len(indices), batch_size):
+            chunk = list(indices[start : start + batch_size])
+            z = z_for_indices(seed, chunk, nz, dist).to(device)
+            yield chunk, to_uint8(generator(z))
+    finally:
+        generator.train(was_training)
+
+
+def write_images(
+    generator: nn.Module,
+    num: int,
+    out_dir: str | Path,
+    seed: int = 0,
+    batch_size: int = 64,
+    dist: str = "normal",
+    grid: str | Path | None = None,
+) -> list[Path]:
+    """Write images 0..num-1 as `out_dir/NNNNNN.png` (and optionally one grid); return paths."""
+    out_dir = Path(out_dir)
+    paths, kept = [], []
+    for chunk, images in generate(generator, range(num), seed, batch_size, dist):
+        for i, img in zip(chunk, images, strict=True):
+            paths.append(save_png(img, out_dir / f"{i:06d}.png"))
+        if grid is not None:
+            kept.append(images)
+    if grid is not None:
+        save_png(make_grid(torch.cat(kept)), grid)
+    return paths

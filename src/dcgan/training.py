@@ -1,0 +1,400 @@
+"""The training loop: `train(config) -> TrainResult`, one readable function with labelled phases.
+
+A step is `d_steps` discriminator updates (each on its own real batch) followed by `g_steps`
+generator updates. Everything random is derived from the run seed or saved in the checkpoint,
+so a resumed run continues exactly where it stopped.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dcgan import rundir
+from dcgan.checkpoint import export_generator, load_checkpoint, save_checkpoint
+from dcgan.config import Config, ConfigError, RESUMABLE_FIELDS, diff, to_dict
+from dcgan.data import load_images
+from dcgan.data.transforms import convert_channels, resize
+from dcgan.images import make_grid, save_gif, save_png, to_uint8
+from dcgan.losses import LOSSES, GANLoss, feature_matching
+from dcgan.models import Discriminator, Generator
+from dcgan.reporting import RunLogger
+from dcgan.sampling import (
+    STREAM_EPOCHS,
+    STREAM_TRAIN_NOISE,
+    sample_z,
+    seed_for,
+    z_for_indices,
+)
+
+# Order of the per-step statistics accumulated on the device between log intervals.
+STAT_KEYS = ("loss_d_real", "loss_d_fake", "loss_g", "d_real", "d_fake", "loss_fm")
+
+
+@dataclass
+class TrainState:
+    """Everything that changes during training and must be saved to resume it."""
+
+    generator: Generator
+    discriminator: Discriminator
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    fixed_z: torch.Tensor  # (num_samples, nz) preview noise, on the CPU
+    noise_rng: torch.Generator  # draws every training z, on the CPU
+    step: int = 0
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    generator: Generator
+    discriminator: Discriminator
+    step: int
+
+
+@dataclass
+class Accumulator:
+    """Sums of STAT_KEYS kept on the device so the loop never waits for the host."""
+
+    sums: torch.Tensor | None = None
+    count: int = 0
+    since: float = field(default_factory=time.perf_counter)
+
+    def add(self, values: torch.Tensor) -> None:
+        self.sums = values if self.sums is None else self.sums + values
+        self.count += 1
+
+    def pop(self) -> tuple[dict[str, float], float]:
+        """Means since the last pop (one host sync) and the seconds they took."""
+        means = (self.sums / self.count).tolist()
+        now = time.perf_counter()
+        seconds, self.since, self.sums, self.count = now - self.since, now, None, 0
+        return dict(zip(STAT_KEYS, means, strict=True)), seconds
+
+
+# ---------------------------------------------------------------------------- set-up helpers
+
+
+def pick_device(name: str) -> torch.device:
+    """'auto' prefers CUDA, then Apple MPS, then the CPU; an unavailable choice is an error."""
+    cuda, mps = torch.cuda.is_available(), torch.backends.mps.is_available()
+    if name == "auto":
+        name = "cuda" if cuda else "mps" if mps else "cpu"
+    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
+        raise ConfigError(f"device: '{name}' is not available on this machine; use --device cpu")
+    return torch.device(name)
+
+
+def set_determinism(enabled: bool) -> None:
+    """Bitwise-reproducible kernels when asked (slower), fastest kernels otherwise."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(enabled)
+    torch.backends.cudnn.benchmark = not enabled
+
+
+def prepare_images(cfg: Config, images: Any | None) -> torch.Tensor:
+    """uint8 (N, C, S, S) at the model's size: the configured dataset or images given in Python.
+
+    Given images may be uint8 or float in [-1, 1], shaped (N, C, H, W) or (N, H, W).
+    """
+    m = cfg.model
+    if images is None:
+        return load_images(cfg.data, m.image_size, m.channels, split="train")
+    x = torch.as_tensor(np.asarray(images)) if not torch.is_tensor(images) else images.cpu()
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    if x.ndim != 4:
+        raise ConfigError(f"images: expected shape (N, C, H, W) or (N, H, W), got {tuple(x.shape)}")
+    if x.dtype != torch.uint8:
+        x = to_uint8(x.float())
+    return convert_channels(resize(x, m.image_size), m.channels)
+
+
+def steps_per_epoch(cfg: Config, num_images: int) -> int:
+    per_step = cfg.train.batch_size * cfg.train.d_steps
+    if num_images < per_step:
+        raise ConfigError(
+            f"batch_size: {cfg.train.batch_size} x d_steps {cfg.train.d_steps} needs at least "
+            f"{per_step} images but the dataset has {num_images}; lower --batch-size"
+        )
+    return num_images // per_step
+
+
+def total_steps(cfg: Config, num_images: int) -> int:
+    return cfg.train.steps or cfg.train.epochs * steps_per_epoch(cfg, num_images)
+
+
+def build_state(cfg: Config, device: torch.device, models: tuple | None = None) -> TrainState:
+    """Fresh networks (paper init, seeded) or given ones, Adam optimisers and the preview noise."""
+    t = cfg.train
+    torch.manual_seed(t.seed)
+    if models is None:
+        models = (Generator(cfg.model), Discriminator(cfg.model))
+    g, d = (m.to(device) for m in models)
+    opt_g = torch.optim.Adam(g.parameters(), lr=t.lr_g or t.lr, betas=t.betas_g or (t.beta1, t.beta2))
+    opt_d = torch.optim.Adam(d.parameters(), lr=t.lr_d or t.lr, betas=t.betas_d or (t.beta1, t.beta2))
+    # The preview grid shows images 0..n-1 of `dcgan generate --seed <run seed>`.
+    fixed_z = z_for_indices(t.seed, range(cfg.output.num_samples), cfg.model.nz, t.z_dist)
+    noise_rng = torch.Generator().manual_seed(seed_for(t.seed, 0, STREAM_TRAIN_NOISE))
+    return TrainState(g, d, opt_g, opt_d, fixed_z, noise_rng)
+
+
+# ---------------------------------------------------------------------------- checkpoints
+
+
+def state_dict(state: TrainState, cfg: Config) -> dict[str, Any]:
+    """The full resume state: weights, optimisers, step, preview noise and every RNG."""
+    rng = {"torch": torch.get_rng_state(), "noise": state.noise_rng.get_state()}
+    if torch.cuda.is_available():
+        rng["cuda"] = torch.cuda.get_rng_state_all()
+    return {
+        "config": to_dict(cfg),
+        "step": state.step,
+        "generator": state.generator.state_dict(),
+        "discriminator": state.discriminator.state_dict(),
+        "opt_g": state.opt_g.state_dict(),
+        "opt_d": state.opt_d.state_dict(),
+        "fixed_z": state.fixed_z,
+        "rng": rng,
+    }
+
+
+def restore(state: TrainState, saved: dict[str, Any]) -> None:
+    """Load a checkpoint produced by `state_dict` into `state`."""
+    state.generator.load_state_dict(saved["generator"])
+    state.discriminator.load_state_dict(saved["discriminator"])
+    state.opt_g.load_state_dict(saved["opt_g"])
+    state.opt_d.load_state_dict(saved["opt_d"])
+    state.fixed_z = saved["fixed_z"]
+    state.step = saved["step"]
+    state.noise_rng.set_state(saved["rng"]["noise"])
+    torch.set_rng_state(saved["rng"]["torch"])
+    if "cuda" in saved["rng"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
+
+
+def write_checkpoint(run_dir: Path, state: TrainState, cfg: Config, keep: bool) -> Path:
+    """Save `latest.pt` (and `step-NNNNNN.pt` when `keep`), then refresh the G export."""
+    ckpt_dir = run_dir / rundir.CHECKPOINT_DIR
+    payload = state_dict(state, cfg)
+    if keep:
+        save_checkpoint(payload, ckpt_dir / f"step-{state.step:06d}.pt")
+    path = save_checkpoint(payload, ckpt_dir / "latest.pt")
+    export_generator(state.generator, run_dir, {"step": state.step, "z_dist": cfg.train.z_dist})
+    return path
+
+
+def resume_config(run_dir: Path, requested: Config) -> Config:
+    """The saved config with the requested safe changes; refuses any other difference."""
+    saved = rundir.read_config(run_dir)
+    changed = [(k, a, b) for k, a, b in diff(saved, requested) if k.split(".")[1] not in RESUMABLE_FIELDS]
+    if changed:
+        shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changed)
+        raise ConfigError(
+            f"cannot resume {run_dir} with a different config ({shown}); only "
+            f"{', '.join(sorted(RESUMABLE_FIELDS))} may change"
+        )
+    return requested
+
+
+# ---------------------------------------------------------------------------- step helpers
+
+
+class BatchSampler:
+    """Real batch number b -> image indices; epoch e is a permutation seeded by (seed, e), so the
+    order is reproducible from the step count alone and needs no saved state."""
+
+    def __init__(self, num_images: int, batch_size: int, seed: int, per_epoch: int):
+        self.n, self.batch_size, self.seed, self.per_epoch = num_images, batch_size, seed, per_epoch
+        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+
+    def indices(self, batch_number: int) -> torch.Tensor:
+        epoch, pos = divmod(batch_number, self.per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(seed_for(self.seed, epoch, STREAM_EPOCHS))
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)
+        return self._perm[pos * self.batch_size : (pos + 1) * self.batch_size]
+
+
+def to_model_range(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, C, S, S) -> float (B, C, S, S) in [-1, 1]: data stays uint8 until it is used."""
+    return batch.float().div_(127.5).sub_(1.0)
+
+
+def clip(model: nn.Module, max_norm: float | None) -> None:
+    if max_norm is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), max_norm)
+
+
+def d_update(state: TrainState, loss: GANLoss, real: torch.Tensor, z: torch.Tensor, cfg: Config):
+    """One D step on a real batch and G(z); returns (stats (4,), the fakes with G's graph)."""
+    g, d, t = state.generator, state.discriminator, cfg.train
+    fake = g(z)
+    real_logits, fake_logits = d(real), d(fake.detach())
+    loss_real, loss_fake = loss.d(real_logits, fake_logits, t.real_label)
+    state.opt_d.zero_grad(set_to_none=True)
+    (loss_real + loss_fake).backward()
+    clip(d, t.grad_clip)
+    state.opt_d.step()
+    probs = torch.stack([real_logits.detach().float().sigmoid().mean(), fake_logits.detach().float().sigmoid().mean()])
+    return torch.stack([loss_real.detach(), loss_fake.detach()]), probs, fake
+
+
+def g_update(state: TrainState, loss: GANLoss, fake: torch.Tensor, real: torch.Tensor, fm_weight: float, cfg: Config):
+    """One G step on `fake` (B, C, S, S) with its graph; D's weights get no gradients here."""
+    g, d = state.generator, state.discriminator
+    d.requires_grad_(False)  # skips D's weight gradients: only G is updated
+    logits, fake_feats = d.forward_features(fake)
+    loss_g = loss.g(logits)
+    loss_fm = torch.zeros((), device=fake.device)
+    if fm_weight > 0:
+        with torch.no_grad():
+            _, real_feats = d.forward_features(real)
+        loss_fm = feature_matching(real_feats, fake_feats)
+        loss_g = loss_g + fm_weight * loss_fm
+    state.opt_g.zero_grad(set_to_none=True)
+    loss_g.backward()
+    d.requires_grad_(True)
+    clip(g, cfg.train.grad_clip)
+    state.opt_g.step()
+    return torch.stack([loss_g.detach(), loss_fm.detach()])
+
+
+def fm_weight_at(cfg: Config, step: int) -> float:
+    """Feature-matching weight, decayed linearly from its initial value to 0."""
+    t = cfg.train
+    return t.feature_matching * max(0.0, 1.0 - step / t.feature_matching_steps)
+
+
+# ---------------------------------------------------------------------------- periodic work
+
+
+def write_sample(run_dir: Path, state: TrainState) -> Path:
+    """Preview grid from the fixed noise, G in eval mode without gradients."""
+    g = state.generator
+    was_training = g.training
+    g.eval()
+    with torch.no_grad():
+        images = to_uint8(g(state.fixed_z.to(next(g.parameters()).device)))
+    g.train(was_training)
+    return save_png(make_grid(images), run_dir / rundir.SAMPLES_DIR / f"step-{state.step:06d}.png")
+
+
+def make_record(state: TrainState, cfg: Config, acc: Accumulator, per_epoch: int) -> dict[str, Any]:
+    """One stats.jsonl row from the accumulated means (the only host sync of a log interval)."""
+    steps_done = acc.count
+    means, seconds = acc.pop()
+    t = cfg.train
+    images = steps_done * t.batch_size * t.d_steps
+    rec = {
+        "step": state.step,
+        "epoch": round(state.step / per_epoch, 4),
+        "images_seen": state.step * t.batch_size * t.d_steps,
+        **{k: round(v, 6) for k, v in means.items()},
+        "loss_d": round(means["loss_d_real"] + means["loss_d_fake"], 6),
+        "lr_g": state.opt_g.param_groups[0]["lr"],
+        "lr_d": state.opt_d.param_groups[0]["lr"],
+        "images_per_s": round(images / max(seconds, 1e-9), 1),
+    }
+    return rec
+
+
+def periodic(run_dir: Path, state: TrainState, cfg: Config, acc: Accumulator, log: RunLogger, per_epoch: int, last: bool) -> None:
+    """Stats, preview grids and checkpoints, each on its own interval (and all at the end)."""
+    o, step = cfg.output, state.step
+    log.advance()
+    if acc.count and (step % o.log_every == 0 or last):
+        log.record(make_record(state, cfg, acc, per_epoch))
+    if step % o.sample_every == 0 or last:
+        write_sample(run_dir, state)
+    if step % o.checkpoint_every == 0 or last:
+        write_checkpoint(run_dir, state, cfg, keep=step % o.checkpoint_every == 0)
+
+
+def finish(run_dir: Path, log: RunLogger) -> None:
+    """The run's summary figures: progress.gif from the preview grids and losses.png."""
+    from dcgan.plots import plot_losses
+
+    frames = sorted((run_dir / rundir.SAMPLES_DIR).glob("step-*.png"))
+    if frames:
+        save_gif(frames, run_dir / "progress.gif")
+    records = rundir.read_stats(run_dir)
+    if records:
+        plot_losses(records, run_dir / "losses.png")
+    log.info(f"samples: {run_dir / rundir.SAMPLES_DIR}  (latest grid: {frames[-1].name})")
+
+
+# ---------------------------------------------------------------------------- the loop
+
+
+def train(
+    cfg: Config,
+    images: Any | None = None,
+    *,
+    resume: str | Path | None = None,
+    models: tuple[Generator, Discriminator] | None = None,
+) -> TrainResult:
+    """Train a DCGAN as `cfg` says and return the run directory and the trained networks.
+
+    images: optional training images (uint8 or float in [-1, 1], (N, C, H, W)) instead of
+    `cfg.data`; resume: a run directory to continue; models: networks to start from.
+    """
+    # --- set-up: device, determinism, the config a resumed run may use
+    device = pick_device(cfg.train.device)
+    set_determinism(cfg.train.deterministic)
+    if resume is not None:
+        cfg = resume_config(Path(resume), cfg)
+
+    # --- data: decoded once, kept as uint8 on the device, normalised per batch
+    data = prepare_images(cfg, images).to(device)
+    per_epoch = steps_per_epoch(cfg, len(data))
+    n_steps = total_steps(cfg, len(data))
+    batches = BatchSampler(len(data), cfg.train.batch_size, cfg.train.seed, per_epoch)
+
+    # --- model and optimiser state, fresh or restored; the run directory only once all is valid
+    state = build_state(cfg, device, models)
+    if resume is not None:
+        run_dir = Path(resume)
+        restore(state, load_checkpoint(run_dir / rundir.CHECKPOINT_DIR / "latest.pt"))
+        rundir.truncate_stats(run_dir, state.step)
+    else:
+        run_dir = rundir.create_run_dir(cfg)
+    rundir.write_config(run_dir, cfg)
+    loss = LOSSES[cfg.train.loss]
+    log = RunLogger(run_dir, n_steps, state.step)
+    log.info(f"run {run_dir}: {len(data)} images, {per_epoch} steps/epoch, steps {state.step}->{n_steps}, device {device}")
+    if state.step == 0:
+        write_sample(run_dir, state)
+    acc = Accumulator()
+    t, nz = cfg.train, cfg.model.nz
+
+    try:
+        while state.step < n_steps:
+            # --- discriminator: d_steps updates, each on a fresh real batch
+            for k in range(t.d_steps):
+                real = to_model_range(data[batches.indices(state.step * t.d_steps + k).to(device)])
+                z = sample_z(len(real), nz, t.z_dist, state.noise_rng).to(device)
+                d_losses, d_probs, fake = d_update(state, loss, real, z, cfg)
+            # --- generator: g_steps updates; the first reuses D's fakes, later ones draw new z
+            fm_weight = fm_weight_at(cfg, state.step)
+            for k in range(t.g_steps):
+                if k > 0:
+                    fake = state.generator(sample_z(len(real), nz, t.z_dist, state.noise_rng).to(device))
+                g_losses = g_update(state, loss, fake, real, fm_weight, cfg)
+            # --- bookkeeping: device-side stats, then logs, samples and checkpoints on intervals
+            acc.add(torch.cat([d_losses, g_losses[:1], d_probs, g_losses[1:]]))
+            state.step += 1
+            periodic(run_dir, state, cfg, acc, log, per_epoch, last=state.step == n_steps)
+        finish(run_dir, log)
+    finally:
+        log.close()
+    return TrainResult(run_dir, state.generator, state.discriminator, state.step)
+
