@@ -1,0 +1,34 @@
+"""Shared fixtures: tiny networks and a temporary runs root, so every test takes seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dcgan.config import Config, merge, validate
+
+TINY = {
+    "model": {"image_size": 16, "channels": 1, "ngf": 8, "ndf": 8, "nz": 16},
+    "data": {"dataset": "fake"},
+    "train": {"steps": 4, "batch_size": 8, "device": "cpu", "seed": 1},
+    "output": {"log_every": 2, "sample_every": 2, "checkpoint_every": 2, "num_samples": 16},
+}
+
+
+@pytest.fixture
+def tiny_config(tmp_path: Path) -> Config:
+    """A valid config for a 4-step run of tiny nets on random 16x16 images under tmp_path."""
+    cfg = merge(Config(), TINY, "test")
+    cfg.output.out = str(tmp_path / "runs")
+    return validate(cfg)
+
+
+def tiny_flags(tmp_path: Path, **extra: object) -> list[str]:
+    """The TINY config as `dcgan train` flags."""
+    flags = {**{k: v for sec in TINY.values() for k, v in sec.items()}, **extra}
+    flags["out"] = str(tmp_path / "runs")
+    argv = []
+    for key, value in flags.items():
+        argv += [f"--{key.replace('_', '-')}", str(value)]
+    return argv

@@ -1,0 +1,131 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dcgan.cli import main
+from dcgan.config import Config, ConfigError, diff, dump_yaml, from_dict, resolve, to_dict
+
+
+def test_defaults_follow_the_paper() -> None:
+    t = Config().train
+    assert (t.lr, t.beta1, t.beta2, t.batch_size, t.loss) == (2e-4, 0.5, 0.999, 128, "non-saturating")
+    m = Config().model
+    assert (m.nz, m.ngf, m.ndf) == (100, 64, 64)
+
+
+def test_precedence_defaults_yaml_flags(tmp_path: Path) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  lr: 0.001\n  batch_size: 32\nmodel:\n  image_size: 64\n")
+    cfg = resolve(f, {"batch_size": 16})
+    assert cfg.train.lr == 0.001  # from the file
+    assert cfg.train.batch_size == 16  # flag beats file
+    assert cfg.model.image_size == 64
+    assert cfg.train.beta1 == 0.5  # default kept
+
+
+def test_yaml_round_trip() -> None:
+    cfg = resolve(None, {"betas_g": (0.0, 0.9), "grad_clip": 1.0, "image_size": 64})
+    again = from_dict(yaml.safe_load(dump_yaml(cfg)))
+    assert again == cfg and diff(cfg, again) == []
+    assert again.train.betas_g == (0.0, 0.9)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        ({"image_size": 48}, "image_size: 48"),
+        ({"image_size": 8}, "image_size: 8"),
+        ({"image_size": 1024}, "image_size: 1024"),
+        ({"batch_size": 0}, "batch_size: 0"),
+        ({"lr": -1e-3}, "lr: -0.001"),
+        ({"lr_d": 0.0}, "lr_d: 0.0"),
+        ({"beta1": 1.0}, "beta1: 1.0"),
+        ({"channels": 0}, "channels: 0"),
+        ({"real_label": 0.0}, "real_label: 0.0"),
+        ({"real_label": 1.5}, "real_label: 1.5"),
+        ({"d_dropout": 1.0}, "d_dropout: 1.0"),
+        ({"loss": "wasserstein"}, "loss: 'wasserstein'"),
+        ({"device": "tpu"}, "device: 'tpu'"),
+        ({"z_dist": "cauchy"}, "z_dist: 'cauchy'"),
+        ({"dataset": "imagenet-9000"}, "dataset: 'imagenet-9000'"),
+        ({"epochs": 0}, "epochs: 0"),
+        ({"steps": -5}, "steps: -5"),
+        ({"batch_size": "big"}, "expected an integer"),
+        ({"lr": "fast"}, "expected a number"),
+        ({"deterministic": 1}, "expected true/false"),
+        ({"betas_g": [0.5]}, "expected a list of 2"),
+        ({"image_size": 32.0}, "expected an integer"),
+        ({"learning_rate": 1}, "unknown setting 'learning_rate'"),
+        ({"train": {"lrr": 1}}, "unknown setting 'train.lrr' (did you mean 'lr'?)"),
+        ({"train": 3}, "must be a mapping"),
+    ],
+)
+def test_bad_values_are_one_line_errors(overrides: dict, fragment: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        resolve(None, overrides)
+    assert fragment in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_bad_yaml_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+        resolve(bad)
+    listy = tmp_path / "list.yaml"
+    listy.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        resolve(listy)
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        resolve(tmp_path / "missing.yaml")
+
+
+def test_yaml_cannot_construct_python_objects(tmp_path: Path) -> None:
+    evil = tmp_path / "evil.yaml"
+    marker = tmp_path / "pwned"
+    evil.write_text(f"train: !!python/object/apply:os.system ['touch {marker}']\n")
+    with pytest.raises(ConfigError):
+        resolve(evil)
+    assert not marker.exists()
+
+
+def test_to_dict_is_plain_data() -> None:
+    data = to_dict(resolve(None, {"betas_d": (0.1, 0.2)}))
+    assert data["train"]["betas_d"] == [0.1, 0.2]
+    assert yaml.safe_load(yaml.safe_dump(data)) == data
+
+
+# ---------------------------------------------------------------------------- through the CLI
+
+
+def test_dry_run_prints_the_resolved_config(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text("train:\n  lr: 0.0005\n")
+    assert main(["train", "--dry-run", "--config", str(f), "--batch-size", "64", "--no-deterministic"]) == 0
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["train"]["lr"] == 0.0005 and printed["train"]["batch_size"] == 64
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "fragment"),
+    [
+        (["--image-size", "48"], "image_size: 48"),
+        (["--batch-size", "0"], "batch_size: 0"),
+        (["--lr", "-0.1"], "lr: -0.1"),
+        (["--batch-size", "many"], "--batch-size: invalid int value"),
+        (["--bogus", "1"], "unrecognized arguments: --bogus"),
+        (["--config", "/nonexistent/c.yaml"], "cannot read config file"),
+        (["--loss", "nope"], "loss: 'nope'"),
+    ],
+)
+def test_cli_errors_are_one_line(argv: list[str], fragment: str, capsys: pytest.CaptureFixture) -> None:
+    try:
+        code = main(["train", "--dry-run", *argv])
+    except SystemExit as e:  # argparse's own errors exit from the parser
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2
+    assert fragment in err
+    assert err.count("\n") == 1 and "Traceback" not in err
