@@ -19,8 +19,18 @@ def test_python_m_dcgan_trains_and_generates(tmp_path: Path) -> None:
     run = tmp_path / "runs" / "00000-fake-16"
     assert f"run directory: {run}" in done.stdout
     assert "step 4" in done.stderr  # plain log lines when not a terminal
-    gen = _run(sys.executable, "-m", "dcgan", "generate", str(run), "--num", "3", "--out", "imgs",
-               cwd=tmp_path)
+    gen = _run(
+        sys.executable,
+        "-m",
+        "dcgan",
+        "generate",
+        str(run),
+        "--num",
+        "3",
+        "--out",
+        "imgs",
+        cwd=tmp_path,
+    )
     assert gen.returncode == 0, gen.stderr
     assert len(list((tmp_path / "imgs").glob("*.png"))) == 3
 
@@ -34,7 +44,16 @@ def test_console_script_reports_bad_input_in_one_line(tmp_path: Path) -> None:
 
 
 def test_summary_command(tmp_path: Path) -> None:
-    done = _run(sys.executable, "-m", "dcgan", "summary", "--image-size", "64", "--channels", "3",
-                cwd=tmp_path)
+    done = _run(
+        sys.executable,
+        "-m",
+        "dcgan",
+        "summary",
+        "--image-size",
+        "64",
+        "--channels",
+        "3",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     assert "(1, 3, 64, 64)" in done.stdout and "Discriminator" in done.stdout

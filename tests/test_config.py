@@ -9,7 +9,13 @@ from dcgan.config import Config, ConfigError, diff, dump_yaml, from_dict, resolv
 
 def test_defaults_follow_the_paper() -> None:
     t = Config().train
-    assert (t.lr, t.beta1, t.beta2, t.batch_size, t.loss) == (2e-4, 0.5, 0.999, 128, "non-saturating")
+    assert (t.lr, t.beta1, t.beta2, t.batch_size, t.loss) == (
+        2e-4,
+        0.5,
+        0.999,
+        128,
+        "non-saturating",
+    )
     m = Config().model
     assert (m.nz, m.ngf, m.ndf) == (100, 64, 64)
 
@@ -71,7 +77,7 @@ def test_bad_values_are_one_line_errors(overrides: dict, fragment: str) -> None:
 def test_bad_yaml_files(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yaml"
     bad.write_text("train: [unclosed\n")
-    with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml: not valid YAML"):
         resolve(bad)
     listy = tmp_path / "list.yaml"
     listy.write_text("- 1\n- 2\n")
@@ -102,7 +108,10 @@ def test_to_dict_is_plain_data() -> None:
 def test_dry_run_prints_the_resolved_config(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("train:\n  lr: 0.0005\n")
-    assert main(["train", "--dry-run", "--config", str(f), "--batch-size", "64", "--no-deterministic"]) == 0
+    assert (
+        main(["train", "--dry-run", "--config", str(f), "--batch-size", "64", "--no-deterministic"])
+        == 0
+    )
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["train"]["lr"] == 0.0005 and printed["train"]["batch_size"] == 64
     assert not (tmp_path / "runs").exists()
@@ -120,7 +129,9 @@ def test_dry_run_prints_the_resolved_config(tmp_path: Path, capsys: pytest.Captu
         (["--loss", "nope"], "loss: 'nope'"),
     ],
 )
-def test_cli_errors_are_one_line(argv: list[str], fragment: str, capsys: pytest.CaptureFixture) -> None:
+def test_cli_errors_are_one_line(
+    argv: list[str], fragment: str, capsys: pytest.CaptureFixture
+) -> None:
     try:
         code = main(["train", "--dry-run", *argv])
     except SystemExit as e:  # argparse's own errors exit from the parser

@@ -21,8 +21,23 @@ def _pngs(directory: Path) -> dict[str, bytes]:
 
 def test_batch_size_does_not_change_the_images(trained_run: Path, tmp_path: Path) -> None:
     for b in (4, 64):
-        assert main(["generate", str(trained_run), "--num", "10", "--out", str(tmp_path / f"b{b}"),
-                     "--batch-size", str(b), "--seed", "7"]) == 0
+        assert (
+            main(
+                [
+                    "generate",
+                    str(trained_run),
+                    "--num",
+                    "10",
+                    "--out",
+                    str(tmp_path / f"b{b}"),
+                    "--batch-size",
+                    str(b),
+                    "--seed",
+                    "7",
+                ]
+            )
+            == 0
+        )
     small, large = _pngs(tmp_path / "b4"), _pngs(tmp_path / "b64")
     assert len(small) == 10 and small == large
 
@@ -36,15 +51,35 @@ def test_image_i_comes_from_seed_i(trained_run: Path, tmp_path: Path) -> None:
     assert a["000000.png"] != c["000000.png"]
 
 
-def test_export_alone_and_checkpoint_give_the_same_images(trained_run: Path, tmp_path: Path) -> None:
+def test_export_alone_and_checkpoint_give_the_same_images(
+    trained_run: Path, tmp_path: Path
+) -> None:
     alone = tmp_path / "export"
     alone.mkdir()
     for name in ("generator.safetensors", "generator.json"):
         (alone / name).write_bytes((trained_run / name).read_bytes())
-    main(["generate", str(alone / "generator.safetensors"), "--num", "4", "--out", str(tmp_path / "x"),
-          "--grid", str(tmp_path / "grid.png")])
-    main(["generate", str(trained_run / "checkpoints" / "latest.pt"), "--num", "4",
-          "--out", str(tmp_path / "y")])
+    main(
+        [
+            "generate",
+            str(alone / "generator.safetensors"),
+            "--num",
+            "4",
+            "--out",
+            str(tmp_path / "x"),
+            "--grid",
+            str(tmp_path / "grid.png"),
+        ]
+    )
+    main(
+        [
+            "generate",
+            str(trained_run / "checkpoints" / "latest.pt"),
+            "--num",
+            "4",
+            "--out",
+            str(tmp_path / "y"),
+        ]
+    )
     assert _pngs(tmp_path / "x") == _pngs(tmp_path / "y")
     grid = read_png(tmp_path / "grid.png")
     assert grid.shape == (1, 2 * 16 + 3 * 2, 2 * 16 + 3 * 2)
@@ -52,8 +87,20 @@ def test_export_alone_and_checkpoint_give_the_same_images(trained_run: Path, tmp
 
 def test_preview_grid_matches_generate(trained_run: Path, tmp_path: Path) -> None:
     """The run's fixed noise is images 0..n-1 of its seed, so the final preview is reproducible."""
-    main(["generate", str(trained_run), "--num", "16", "--out", str(tmp_path / "g"), "--seed", "1",
-          "--grid", str(tmp_path / "grid.png")])
+    main(
+        [
+            "generate",
+            str(trained_run),
+            "--num",
+            "16",
+            "--out",
+            str(tmp_path / "g"),
+            "--seed",
+            "1",
+            "--grid",
+            str(tmp_path / "grid.png"),
+        ]
+    )
     final = sorted((trained_run / "samples").glob("*.png"))[-1]
     assert torch.equal(read_png(tmp_path / "grid.png"), read_png(final))
 
@@ -72,12 +119,15 @@ def test_seeds_are_mixed() -> None:
         (["--seed", "-1"], "--seed: -1 must be >= 0"),
     ],
 )
-def test_generate_rejects_bad_flags(trained_run: Path, tmp_path: Path, argv: list[str], fragment: str,
-                                    capsys: pytest.CaptureFixture) -> None:
+def test_generate_rejects_bad_flags(
+    trained_run: Path, tmp_path: Path, argv: list[str], fragment: str, capsys: pytest.CaptureFixture
+) -> None:
     assert main(["generate", str(trained_run), "--out", str(tmp_path / "o"), *argv]) == 2
     assert fragment in capsys.readouterr().err
 
 
-def test_generate_from_nothing_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_generate_from_nothing_is_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     assert main(["generate", str(tmp_path / "nope"), "--out", str(tmp_path / "o")]) == 2
     assert "no generator export" in capsys.readouterr().err

@@ -49,7 +49,9 @@ def test_discriminator_mirrors_generator_and_returns_logits() -> None:
 
 def test_paper_init_statistics() -> None:
     g = Generator(ModelConfig(image_size=64, channels=3))
-    conv_w = torch.cat([m.weight.flatten() for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)])
+    conv_w = torch.cat(
+        [m.weight.flatten() for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    )
     bn_w = torch.cat([m.weight for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d)])
     assert abs(conv_w.mean()) < 1e-3 and abs(conv_w.std() - 0.02) < 1e-3
     assert abs(bn_w.mean() - 1) < 5e-3 and abs(bn_w.std() - 0.02) < 5e-3
@@ -80,7 +82,9 @@ def test_summary_lists_shapes_and_counts_params() -> None:
         total = sum(p.numel() for p in model.parameters())
         assert f"{total:,}" in text
     rows = layer_table(g, torch.zeros(1, cfg.nz))
-    assert rows[-1][2] == (1, 3, 32, 32) and sum(r[3] for r in rows) == sum(p.numel() for p in g.parameters())
+    assert rows[-1][2] == (1, 3, 32, 32) and sum(r[3] for r in rows) == sum(
+        p.numel() for p in g.parameters()
+    )
 
 
 def test_summary_leaves_batchnorm_statistics_alone() -> None:

@@ -7,11 +7,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from conftest import tiny_flags
 from dcgan.cli import main
 from dcgan.config import Config, ConfigError, merge, validate
 from dcgan.training import train
-
-from conftest import tiny_flags
 
 
 def _with(cfg: Config, **flat: object) -> Config:
@@ -30,6 +29,7 @@ def test_n_plus_n_equals_2n_bitwise(tiny_config: Config, tricks: dict) -> None:
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     d_a, d_b = straight.discriminator.state_dict(), resumed.discriminator.state_dict()
     assert all(torch.equal(d_a[k], d_b[k]) for k in d_a)
+
     # stats are appended, not restarted; the stop at step 3 added its own record, and the
     # intervals both runs logged in full (steps 1-2 and 5-6) hold the same numbers
     def stats(run: Path) -> dict[int, dict]:
@@ -51,7 +51,9 @@ def test_resume_through_the_cli(tmp_path: Path) -> None:
     assert not (tmp_path / "runs" / "00001-fake-16").exists()  # same run continued
 
 
-def test_resume_refuses_a_changed_config(tiny_config: Config, capsys: pytest.CaptureFixture) -> None:
+def test_resume_refuses_a_changed_config(
+    tiny_config: Config, capsys: pytest.CaptureFixture
+) -> None:
     run = train(tiny_config).run_dir
     with pytest.raises(ConfigError, match=r"train\.lr: 0\.0002 -> 0\.001"):
         train(_with(tiny_config, lr=1e-3, steps=8), resume=run)
@@ -68,7 +70,9 @@ def test_resume_drops_stats_logged_after_the_checkpoint(tiny_config: Config) -> 
     ckpt = run / "checkpoints"
     (ckpt / "step-000002.pt").replace(ckpt / "latest.pt")
     resumed = train(_with(cfg, steps=4), resume=run)
-    steps = [json.loads(x)["step"] for x in (resumed.run_dir / "stats.jsonl").read_text().splitlines()]
+    steps = [
+        json.loads(x)["step"] for x in (resumed.run_dir / "stats.jsonl").read_text().splitlines()
+    ]
     assert steps == [1, 2, 3, 4]
 
 

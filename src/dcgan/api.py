@@ -46,7 +46,11 @@ class DCGAN:
         return text
 
     def train(
-        self, dataset: Any = None, epochs: int | None = None, steps: int | None = None, **overrides: Any
+        self,
+        dataset: Any = None,
+        epochs: int | None = None,
+        steps: int | None = None,
+        **overrides: Any,
     ) -> TrainResult:
         """Train on `dataset`: a dataset name, images (N, C, H, W) uint8 or float in [-1, 1], or
         None for the configured dataset. Writes a run directory like `dcgan train`."""
@@ -59,7 +63,11 @@ class DCGAN:
             changes["steps"] = steps
         self.config = validate(merge(self.config, changes, "DCGAN.train()"))
         result = train(self.config, dataset, models=(self.generator, self.discriminator))
-        self.generator, self.discriminator, self.run_dir = result.generator, result.discriminator, result.run_dir
+        self.generator, self.discriminator, self.run_dir = (
+            result.generator,
+            result.discriminator,
+            result.run_dir,
+        )
         return result
 
     def save(self, directory: str | Path) -> Path:
@@ -68,7 +76,9 @@ class DCGAN:
         directory.mkdir(parents=True, exist_ok=True)
         rundir.write_config(directory, self.config)
         export_generator(self.generator, directory, {"z_dist": self.config.train.z_dist})
-        state = {k: v.detach().cpu().contiguous() for k, v in self.discriminator.state_dict().items()}
+        state = {
+            k: v.detach().cpu().contiguous() for k, v in self.discriminator.state_dict().items()
+        }
         save_file(state, directory / D_EXPORT)
         return directory
 
@@ -93,11 +103,15 @@ class DCGAN:
         gan.run_dir = directory
         return gan
 
-    def generate_images(self, count: int, save_dir: str | Path, seed: int = 0, batch_size: int = 64) -> list[Path]:
+    def generate_images(
+        self, count: int, save_dir: str | Path, seed: int = 0, batch_size: int = 64
+    ) -> list[Path]:
         """Write images 0..count-1 of `seed` as PNGs into `save_dir`; return their paths."""
         if count < 1:
             raise ConfigError(f"count: {count} must be at least 1")
-        return write_images(self.generator, count, save_dir, seed, batch_size, self.config.train.z_dist)
+        return write_images(
+            self.generator, count, save_dir, seed, batch_size, self.config.train.z_dist
+        )
 
     def generate_image(self, seed: int = 0, index: int = 0) -> torch.Tensor:
         """Image `index` of `seed` as a float tensor (C, S, S) in [0, 1]."""

@@ -40,7 +40,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - torch raises many types for bad files
+    except Exception as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"cannot load checkpoint {path}: {first}") from None
     version = state.get("format_version") if isinstance(state, dict) else None
@@ -67,7 +67,9 @@ def load_export(path: str | Path) -> tuple[Generator, dict[str, Any]]:
     weights = path / EXPORT_NAME if path.is_dir() else path
     meta_path = weights.with_name(EXPORT_CONFIG)
     if not weights.is_file() or not meta_path.is_file():
-        raise CheckpointError(f"no generator export at {path}: expected {EXPORT_NAME} and {EXPORT_CONFIG}")
+        raise CheckpointError(
+            f"no generator export at {path}: expected {EXPORT_NAME} and {EXPORT_CONFIG}"
+        )
     meta = json.loads(meta_path.read_text())
     if meta.get("format_version") != FORMAT_VERSION:
         raise CheckpointError(f"{meta_path}: unknown format version {meta.get('format_version')!r}")

@@ -78,7 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(s)
 
     g = sub.add_parser("generate", help="write images from a run or a generator export")
-    g.add_argument("source", type=Path, help="run directory, generator.safetensors or checkpoint .pt")
+    g.add_argument(
+        "source", type=Path, help="run directory, generator.safetensors or checkpoint .pt"
+    )
     g.add_argument("--num", type=int, default=64, help="number of images")
     g.add_argument("--out", type=Path, required=True, help="directory for the PNGs")
     g.add_argument("--grid", type=Path, help="also write all images as one grid PNG")
@@ -113,7 +115,9 @@ def cmd_train(ns: argparse.Namespace) -> int:
         return 0
     result = train(cfg, resume=ns.resume)
     print(f"run directory: {result.run_dir}")
+    grids = sorted((result.run_dir / "samples").glob("step-*.png"))
     print(f"samples:       {result.run_dir / 'samples'}")
+    print(f"final grid:    {grids[-1]}")
     return 0
 
 
@@ -137,7 +141,9 @@ def cmd_generate(ns: argparse.Namespace) -> int:
     generator, z_dist = load_generator(ns.source)
     generator.to(pick_device(ns.device))
     paths = write_images(generator, ns.num, ns.out, ns.seed, ns.batch_size, z_dist, ns.grid)
-    print(f"wrote {len(paths)} images to {ns.out}" + (f" and a grid to {ns.grid}" if ns.grid else ""))
+    print(
+        f"wrote {len(paths)} images to {ns.out}" + (f" and a grid to {ns.grid}" if ns.grid else "")
+    )
     return 0
 
 

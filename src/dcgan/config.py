@@ -52,9 +52,11 @@ class DataConfig:
 class TrainConfig:
     """Optimisation, schedule and the DCGAN training tricks (all tricks off by default)."""
 
-    epochs: int = 25
+    # 16 epochs of batch 64 (the paper used 128) give clear digits on the bundled sample in
+    # about 5 minutes on two CPU cores: twice the updates per image seen.
+    epochs: int = 16
     steps: int | None = None  # when set, overrides epochs
-    batch_size: int = 128
+    batch_size: int = 64
     loss: str = "non-saturating"
     lr: float = 2e-4
     lr_g: float | None = None  # None: use lr
@@ -81,7 +83,7 @@ class OutputConfig:
 
     out: str = "runs"
     log_every: int = 50
-    sample_every: int = 250
+    sample_every: int = 100
     checkpoint_every: int = 1000
     num_samples: int = 64  # size of the fixed-noise preview grid
 
@@ -143,18 +145,13 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(f"{key}: expected a list of {len(args)} numbers, got {value!r}")
         return tuple(coerce(v, a, key) for v, a in zip(value, args, strict=True))
-    if tp is bool:
-        if isinstance(value, bool):
-            return value
-    elif tp is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-    elif tp is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-    elif tp is str:
-        if isinstance(value, str):
-            return value
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if (tp is bool and isinstance(value, bool)) or (tp is str and isinstance(value, str)):
+        return value
+    if tp is int and is_number and isinstance(value, int):
+        return value
+    if tp is float and is_number:
+        return float(value)
     raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
 
 
@@ -228,8 +225,10 @@ def to_dict(cfg: Config) -> dict[str, Any]:
     def plain(v: Any) -> Any:
         return list(v) if isinstance(v, tuple) else v
 
-    return {name: {k: plain(v) for k, v in dataclasses.asdict(sec).items()}
-            for name, sec in sections(cfg).items()}
+    return {
+        name: {k: plain(v) for k, v in dataclasses.asdict(sec).items()}
+        for name, sec in sections(cfg).items()
+    }
 
 
 def from_dict(data: dict[str, Any], source: str = "config") -> Config:
@@ -321,8 +320,5 @@ def diff(old: Config, new: Config) -> list[tuple[str, Any, Any]]:
     """Leaf settings that differ: (section.name, old value, new value)."""
     a, b = to_dict(old), to_dict(new)
     return [
-        (f"{sec}.{k}", a[sec][k], b[sec][k])
-        for sec in a
-        for k in a[sec]
-        if a[sec][k] != b[sec][k]
+        (f"{sec}.{k}", a[sec][k], b[sec][k]) for sec in a for k in a[sec] if a[sec][k] != b[sec][k]
     ]

@@ -6,6 +6,7 @@ Both are plain modules: no losses, optimisers or devices inside. D returns logit
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import torch
 from torch import nn
@@ -34,7 +35,7 @@ class Generator(nn.Module):
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(True),
         ]
-        for w_in, w_out in zip(widths, widths[1:], strict=False):
+        for w_in, w_out in pairwise(widths):
             layers += [
                 nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False),
                 nn.BatchNorm2d(w_out),
@@ -56,7 +57,7 @@ class Discriminator(nn.Module):
         self.cfg = cfg
         widths = _widths(cfg.ndf, cfg)[::-1]  # ndf at full resolution, widest at 4x4
         blocks = [self._block(cfg.channels, widths[0], batch_norm=False)]
-        blocks += [self._block(a, b, batch_norm=True) for a, b in zip(widths, widths[1:], strict=False)]
+        blocks += [self._block(a, b, batch_norm=True) for a, b in pairwise(widths)]
         self.blocks = nn.ModuleList(blocks)
         self.head = nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False)  # 4x4 -> 1x1 logit
         init_weights(self)
@@ -134,8 +135,8 @@ def summary(generator: Generator, discriminator: Discriminator) -> str:
 
 def _format_table(title: str, rows: list, input_shape: torch.Size) -> str:
     lines = [title, f"{'layer':<14}{'type':<18}{'output shape':<22}{'params':>12}"]
-    lines.append(f"{'input':<14}{'':<18}{str(tuple(input_shape)):<22}{'':>12}")
+    lines.append(f"{'input':<14}{'':<18}{tuple(input_shape)!s:<22}{'':>12}")
     for name, kind, shape, params in rows:
-        lines.append(f"{name:<14}{kind:<18}{str(shape):<22}{params:>12,}")
+        lines.append(f"{name:<14}{kind:<18}{shape!s:<22}{params:>12,}")
     lines.append(f"{'total':<54}{sum(r[3] for r in rows):>12,}")
     return "\n".join(lines)

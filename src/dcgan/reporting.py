@@ -17,15 +17,22 @@ class RunLogger:
     """Writes every stats record to `stats.jsonl` and a line to `log.txt`; shows a tqdm bar with
     live losses when `stream` is a terminal, and plain log lines otherwise."""
 
-    def __init__(self, run_dir: Path, total_steps: int, start_step: int, stream: TextIO | None = None):
+    def __init__(
+        self, run_dir: Path, total_steps: int, start_step: int, stream: TextIO | None = None
+    ):
         self.run_dir = Path(run_dir)
         self.stream = stream if stream is not None else sys.stderr
         self.bar = None
         if self.stream.isatty():
             from tqdm import tqdm
 
-            self.bar = tqdm(total=total_steps, initial=start_step, file=self.stream,
-                            unit="step", dynamic_ncols=True)
+            self.bar = tqdm(
+                total=total_steps,
+                initial=start_step,
+                file=self.stream,
+                unit="step",
+                dynamic_ncols=True,
+            )
         self._log = open(self.run_dir / LOG_FILE, "a")  # noqa: SIM115 - closed in close()
 
     def info(self, message: str) -> None:

@@ -12,9 +12,7 @@ from torch import nn
 from dcgan.images import make_grid, save_png, to_uint8
 
 
-def sample_z(
-    n: int, nz: int, dist: str, generator: torch.Generator | None = None
-) -> torch.Tensor:
+def sample_z(n: int, nz: int, dist: str, generator: torch.Generator | None = None) -> torch.Tensor:
     """n latent vectors (n, nz) from N(0, 1) or U(-1, 1), drawn on the CPU from `generator`."""
     if dist == "uniform":
         return torch.rand(n, nz, generator=generator) * 2 - 1
@@ -33,7 +31,9 @@ def seed_for(seed: int, index: int, stream: int = STREAM_IMAGES) -> int:
 
 def z_for_indices(seed: int, indices: Sequence[int], nz: int, dist: str = "normal") -> torch.Tensor:
     """(len(indices), nz): row k depends only on (seed, indices[k]), never on batching."""
-    rows = [sample_z(1, nz, dist, torch.Generator().manual_seed(seed_for(seed, i))) for i in indices]
+    rows = [
+        sample_z(1, nz, dist, torch.Generator().manual_seed(seed_for(seed, i))) for i in indices
+    ]
     return torch.cat(rows) if rows else torch.empty(0, nz)
 
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from dcgan import rundir
 from dcgan.checkpoint import export_generator, load_checkpoint, save_checkpoint
-from dcgan.config import Config, ConfigError, RESUMABLE_FIELDS, diff, to_dict
+from dcgan.config import RESUMABLE_FIELDS, Config, ConfigError, diff, to_dict
 from dcgan.data import load_images
 from dcgan.data.transforms import convert_channels, resize
 from dcgan.images import make_grid, save_gif, save_png, to_uint8
@@ -140,8 +140,12 @@ def build_state(cfg: Config, device: torch.device, models: tuple | None = None) 
         models = (Generator(cfg.model), Discriminator(cfg.model))
     # channels-last is ~1.25x faster for these convolutions on CPU and on tensor-core GPUs
     g, d = (m.to(device, memory_format=torch.channels_last) for m in models)
-    opt_g = torch.optim.Adam(g.parameters(), lr=t.lr_g or t.lr, betas=t.betas_g or (t.beta1, t.beta2))
-    opt_d = torch.optim.Adam(d.parameters(), lr=t.lr_d or t.lr, betas=t.betas_d or (t.beta1, t.beta2))
+    opt_g = torch.optim.Adam(
+        g.parameters(), lr=t.lr_g or t.lr, betas=t.betas_g or (t.beta1, t.beta2)
+    )
+    opt_d = torch.optim.Adam(
+        d.parameters(), lr=t.lr_d or t.lr, betas=t.betas_d or (t.beta1, t.beta2)
+    )
     # The preview grid shows images 0..n-1 of `dcgan generate --seed <run seed>`.
     fixed_z = z_for_indices(t.seed, range(cfg.output.num_samples), cfg.model.nz, t.z_dist)
     noise_rng = torch.Generator().manual_seed(seed_for(t.seed, 0, STREAM_TRAIN_NOISE))
@@ -196,7 +200,9 @@ def write_checkpoint(run_dir: Path, state: TrainState, cfg: Config, keep: bool) 
 def resume_config(run_dir: Path, requested: Config) -> Config:
     """The saved config with the requested safe changes; refuses any other difference."""
     saved = rundir.read_config(run_dir)
-    changed = [(k, a, b) for k, a, b in diff(saved, requested) if k.split(".")[1] not in RESUMABLE_FIELDS]
+    changed = [
+        (k, a, b) for k, a, b in diff(saved, requested) if k.split(".")[1] not in RESUMABLE_FIELDS
+    ]
     if changed:
         shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changed)
         raise ConfigError(
@@ -245,11 +251,23 @@ def d_update(state: TrainState, loss: GANLoss, real: torch.Tensor, z: torch.Tens
     (loss_real + loss_fake).backward()
     clip(d, t.grad_clip)
     state.opt_d.step()
-    probs = torch.stack([real_logits.detach().float().sigmoid().mean(), fake_logits.detach().float().sigmoid().mean()])
+    probs = torch.stack(
+        [
+            real_logits.detach().float().sigmoid().mean(),
+            fake_logits.detach().float().sigmoid().mean(),
+        ]
+    )
     return torch.stack([loss_real.detach(), loss_fake.detach()]), probs, fake
 
 
-def g_update(state: TrainState, loss: GANLoss, fake: torch.Tensor, real: torch.Tensor, fm_weight: float, cfg: Config):
+def g_update(
+    state: TrainState,
+    loss: GANLoss,
+    fake: torch.Tensor,
+    real: torch.Tensor,
+    fm_weight: float,
+    cfg: Config,
+):
     """One G step on `fake` (B, C, S, S) with its graph; D's weights get no gradients here."""
     g, d = state.generator, state.discriminator
     d.requires_grad_(False)  # skips D's weight gradients: only G is updated
@@ -308,7 +326,15 @@ def make_record(state: TrainState, cfg: Config, acc: Accumulator, per_epoch: int
     return rec
 
 
-def periodic(run_dir: Path, state: TrainState, cfg: Config, acc: Accumulator, log: RunLogger, per_epoch: int, last: bool) -> None:
+def periodic(
+    run_dir: Path,
+    state: TrainState,
+    cfg: Config,
+    acc: Accumulator,
+    log: RunLogger,
+    per_epoch: int,
+    last: bool,
+) -> None:
     """Stats, preview grids and checkpoints, each on its own interval (and all at the end)."""
     o, step = cfg.output, state.step
     log.advance()
@@ -371,7 +397,10 @@ def train(
     rundir.write_config(run_dir, cfg)
     loss = LOSSES[cfg.train.loss]
     log = RunLogger(run_dir, n_steps, state.step)
-    log.info(f"run {run_dir}: {len(data)} images, {per_epoch} steps/epoch, steps {state.step}->{n_steps}, device {device}")
+    log.info(
+        f"run {run_dir}: {len(data)} images, {per_epoch} steps/epoch, "
+        f"steps {state.step}->{n_steps}, device {device}"
+    )
     if state.step == 0:
         write_sample(run_dir, state)
     acc = Accumulator()
@@ -388,7 +417,9 @@ def train(
             fm_weight = fm_weight_at(cfg, state.step)
             for k in range(t.g_steps):
                 if k > 0:
-                    fake = state.generator(sample_z(len(real), nz, t.z_dist, state.noise_rng).to(device))
+                    fake = state.generator(
+                        sample_z(len(real), nz, t.z_dist, state.noise_rng).to(device)
+                    )
                 g_losses = g_update(state, loss, fake, real, fm_weight, cfg)
             # --- bookkeeping: device-side stats, then logs, samples and checkpoints on intervals
             acc.add(torch.cat([d_losses, g_losses[:1], d_probs, g_losses[1:]]))
@@ -398,4 +429,3 @@ def train(
     finally:
         log.close()
     return TrainResult(run_dir, state.generator, state.discriminator, state.step)
-

@@ -24,14 +24,16 @@ DATASETS: dict[str, Source] = {
 _HOLDOUT_SEED = 20151119
 
 
-def load_images(cfg: DataConfig, image_size: int, channels: int, split: str = "train") -> torch.Tensor:
+def load_images(
+    cfg: DataConfig, image_size: int, channels: int, split: str = "train"
+) -> torch.Tensor:
     """Decode dataset `cfg.dataset`; split 'train' drops the last `cfg.holdout` images of a
     fixed shuffle, 'holdout' returns only those, 'all' returns everything.
 
     Returns uint8 (N, channels, image_size, image_size).
     """
     images = DATASETS[cfg.dataset](cfg, image_size, channels)
-    if split == "all" or cfg.holdout == 0 and split == "train":
+    if split == "all" or (cfg.holdout == 0 and split == "train"):
         return images
     if cfg.holdout >= len(images):
         raise ConfigError(

@@ -18,9 +18,9 @@ def mnist_sample_arrays() -> tuple[np.ndarray, np.ndarray]:
 
     Returns images uint8 (5000, 28, 28) and labels uint8 (5000,), sorted by class.
     """
-    with resources.files("dcgan.data").joinpath("mnist_sample.npz").open("rb") as f:
-        with np.load(f, allow_pickle=False) as npz:
-            return npz["images"], npz["labels"]
+    path = resources.files("dcgan.data").joinpath("mnist_sample.npz")
+    with path.open("rb") as f, np.load(f, allow_pickle=False) as npz:
+        return npz["images"], npz["labels"]
 
 
 def load_mnist_sample(cfg: DataConfig, image_size: int, channels: int) -> torch.Tensor:

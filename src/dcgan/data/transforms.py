@@ -15,8 +15,9 @@ def resize(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.Tensor:
         return images
     out = []
     for part in images.split(chunk):
-        x = F.interpolate(part.float(), size=(size, size), mode="bilinear", antialias=True,
-                          align_corners=False)
+        x = F.interpolate(
+            part.float(), size=(size, size), mode="bilinear", antialias=True, align_corners=False
+        )
         out.append(x.round_().clamp_(0, 255).to(torch.uint8))
     return torch.cat(out)
 
