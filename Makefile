@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch first and pinned: a CPU build is served for this version; GPU users keep their own.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -23,11 +23,8 @@ test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
-
-bench: $(VENV)/.installed
-	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/ruff check src tests tools
+	$(BIN)/ruff format --check src tests tools
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -44,7 +44,6 @@ class DataConfig:
     """Where training images come from."""
 
     dataset: str = "mnist-sample"
-    data_root: str = "data"
     holdout: int = 0  # images kept out of training (the last N after a fixed shuffle)
 
 
