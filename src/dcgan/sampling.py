@@ -38,6 +38,20 @@ def z_for_indices(seed: int, indices: Sequence[int], nz: int, dist: str = "norma
 
 
 @torch.no_grad()
+def render(generator: nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """z (B, nz) -> uint8 images (B, C, S, S) on the CPU, G in eval mode without gradients.
+
+    Eval mode makes each image independent of the others in its batch (BatchNorm uses its
+    running statistics) and leaves those statistics untouched; G's mode is restored after.
+    """
+    was_training = generator.training
+    generator.eval()
+    try:
+        return to_uint8(generator(z.to(next(generator.parameters()).device)))
+    finally:
+        generator.train(was_training)
+
+
 def generate(
     generator: nn.Module,
     indices: Sequence[int],
@@ -45,22 +59,12 @@ def generate(
     batch_size: int = 64,
     dist: str = "normal",
 ) -> Iterator[tuple[list[int], torch.Tensor]]:
-    """Yield (indices, uint8 images (B, C, S, S)) in batches, G in eval mode without gradients.
-
-    Eval mode makes each image independent of the others in its batch (BatchNorm uses its
-    running statistics), so the output does not depend on `batch_size`.
-    """
-    was_training = generator.training
-    generator.eval()
-    device = next(generator.parameters()).device
+    """Yield (indices, uint8 images (B, C, S, S)) in batches; the images do not depend on
+    `batch_size` because each z comes from (seed, index) and G runs in eval mode."""
     nz = generator.cfg.nz
-    try:
-        for start in range(0, len(indices), batch_size):
-            chunk = list(indices[start : start + batch_size])
-            z = z_for_indices(seed, chunk, nz, dist).to(device)
-            yield chunk, to_uint8(generator(z))
-    finally:
-        generator.train(was_training)
+    for start in range(0, len(indices), batch_size):
+        chunk = list(indices[start : start + batch_size])
+        yield chunk, render(generator, z_for_indices(seed, chunk, nz, dist))
 
 
 def write_images(

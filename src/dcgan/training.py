@@ -29,6 +29,7 @@ from dcgan.reporting import RunLogger
 from dcgan.sampling import (
     STREAM_EPOCHS,
     STREAM_TRAIN_NOISE,
+    render,
     sample_z,
     seed_for,
     z_for_indices,
@@ -242,7 +243,11 @@ def clip(model: nn.Module, max_norm: float | None) -> None:
 
 
 def d_update(state: TrainState, loss: GANLoss, real: torch.Tensor, z: torch.Tensor, cfg: Config):
-    """One D step on a real batch and G(z); returns (stats (4,), the fakes with G's graph)."""
+    """One D step on a real batch and G(z).
+
+    Returns (losses on real and fake (2,), mean D(x) and D(G(z)) (2,), the fakes (B, C, S, S)
+    with G's graph, which the G update reuses).
+    """
     g, d, t = state.generator, state.discriminator, cfg.train
     fake = g(z)
     real_logits, fake_logits = d(real), d(fake.detach())
@@ -298,12 +303,7 @@ def fm_weight_at(cfg: Config, step: int) -> float:
 
 def write_sample(run_dir: Path, state: TrainState) -> Path:
     """Preview grid from the fixed noise, G in eval mode without gradients."""
-    g = state.generator
-    was_training = g.training
-    g.eval()
-    with torch.no_grad():
-        images = to_uint8(g(state.fixed_z.to(next(g.parameters()).device)))
-    g.train(was_training)
+    images = render(state.generator, state.fixed_z)
     return save_png(make_grid(images), run_dir / rundir.SAMPLES_DIR / f"step-{state.step:06d}.png")
 
 
