@@ -6,10 +6,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from dcgan import rundir
-from dcgan.checkpoint import CheckpointError, export_generator, load_checkpoint, load_export
+from dcgan.checkpoint import (
+    EXPORT_NAME,
+    CheckpointError,
+    export_generator,
+    load_checkpoint,
+    load_export,
+    save_weights,
+)
 from dcgan.config import Config, ConfigError, from_dict, merge, resolve, validate
 from dcgan.models import Discriminator, Generator, summary
 from dcgan.sampling import generate, write_images
@@ -76,31 +83,29 @@ class DCGAN:
         directory.mkdir(parents=True, exist_ok=True)
         rundir.write_config(directory, self.config)
         export_generator(self.generator, directory, {"z_dist": self.config.train.z_dist})
-        state = {
-            k: v.detach().cpu().contiguous() for k, v in self.discriminator.state_dict().items()
-        }
-        save_file(state, directory / D_EXPORT)
+        save_weights(self.discriminator, directory / D_EXPORT)
         return directory
 
     @classmethod
     def load(cls, directory: str | Path) -> DCGAN:
         """Rebuild from `save()` output or a run directory (export, else latest checkpoint)."""
         directory = Path(directory)
-        cfg = rundir.read_config(directory)
-        gan = cls(cfg)
-        if (directory / "generator.safetensors").is_file():
-            gan.generator = load_export(directory)[0]
-            if (directory / D_EXPORT).is_file():
-                gan.discriminator.load_state_dict(load_file(directory / D_EXPORT))
-                return gan
+        gan = cls(rundir.read_config(directory))
         latest = directory / rundir.CHECKPOINT_DIR / "latest.pt"
-        if latest.is_file():
+        has_export = (directory / EXPORT_NAME).is_file()
+        if has_export and (directory / D_EXPORT).is_file():
+            gan.generator = load_export(directory)[0]
+            gan.discriminator.load_state_dict(load_file(directory / D_EXPORT))
+        elif latest.is_file():
             state = load_checkpoint(latest)
             gan.generator.load_state_dict(state["generator"])
             gan.discriminator.load_state_dict(state["discriminator"])
-        elif not (directory / "generator.safetensors").is_file():
+            gan.run_dir = directory
+        elif has_export:
+            gan.generator = load_export(directory)[0]  # D keeps its fresh initialisation
+            gan.run_dir = directory
+        else:
             raise CheckpointError(f"{directory} holds no generator export and no checkpoint")
-        gan.run_dir = directory
         return gan
 
     def generate_images(

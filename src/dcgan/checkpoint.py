@@ -7,6 +7,7 @@ sampling needs, kept apart from the much larger resume state.
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,15 @@ class CheckpointError(RuntimeError):
     """A checkpoint or export is missing, unreadable or of an unknown format."""
 
 
-def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
-    """Write `state` (plus the format version) to `path` via a temp file and rename."""
-    state = {"format_version": FORMAT_VERSION, **state}
-    return atomic_write(path, lambda f: torch.save(state, f))
+def save_checkpoint(state: dict[str, Any], *paths: str | Path) -> Path:
+    """Write `state` (plus the format version) to each path via a temp file and rename.
+
+    The state is serialised once, however many copies are written. Returns the last path.
+    """
+    buffer = io.BytesIO()
+    torch.save({"format_version": FORMAT_VERSION, **state}, buffer)
+    data = buffer.getvalue()
+    return [atomic_write(p, lambda f: f.write(data)) for p in paths][-1]
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -40,7 +46,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
+    except Exception as e:  # torch raises many exception types for damaged or hostile files
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"cannot load checkpoint {path}: {first}") from None
     version = state.get("format_version") if isinstance(state, dict) else None
@@ -52,13 +58,18 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+def save_weights(module: torch.nn.Module, path: str | Path) -> Path:
+    """Write a module's state dict as safetensors (CPU, contiguous), atomically."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    return atomic_write(path, lambda f: f.write(save(tensors)))
+
+
 def export_generator(generator: Generator, run_dir: str | Path, extra: dict | None = None) -> Path:
     """Write `generator.safetensors` and `generator.json` (model config) into `run_dir`."""
     run_dir = Path(run_dir)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in generator.state_dict().items()}
     meta = {"format_version": FORMAT_VERSION, "model": vars(generator.cfg).copy(), **(extra or {})}
     atomic_write(run_dir / EXPORT_CONFIG, lambda f: f.write(json.dumps(meta, indent=2).encode()))
-    return atomic_write(run_dir / EXPORT_NAME, lambda f: f.write(save(tensors)))
+    return save_weights(generator, run_dir / EXPORT_NAME)
 
 
 def load_export(path: str | Path) -> tuple[Generator, dict[str, Any]]:

@@ -8,6 +8,7 @@ Every leaf name is unique across sections, so each field is also a snake_case CL
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -109,6 +110,7 @@ def sections(cfg: Config) -> dict[str, Any]:
     return {f.name: getattr(cfg, f.name) for f in fields(cfg)}
 
 
+@functools.cache
 def leaf_fields() -> dict[str, tuple[str, dataclasses.Field]]:
     """Leaf name -> (section name, field); leaf names are unique across sections."""
     out: dict[str, tuple[str, dataclasses.Field]] = {}
@@ -122,6 +124,7 @@ def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+@functools.cache
 def leaf_type(section: str, name: str) -> Any:
     """The annotated type of a leaf field."""
     return _hints(_hints(Config)[section])[name]

@@ -190,10 +190,8 @@ def restore(state: TrainState, saved: dict[str, Any]) -> None:
 def write_checkpoint(run_dir: Path, state: TrainState, cfg: Config, keep: bool) -> Path:
     """Save `latest.pt` (and `step-NNNNNN.pt` when `keep`), then refresh the G export."""
     ckpt_dir = run_dir / rundir.CHECKPOINT_DIR
-    payload = state_dict(state, cfg)
-    if keep:
-        save_checkpoint(payload, ckpt_dir / f"step-{state.step:06d}.pt")
-    path = save_checkpoint(payload, ckpt_dir / "latest.pt")
+    paths = [ckpt_dir / f"step-{state.step:06d}.pt"] if keep else []
+    path = save_checkpoint(state_dict(state, cfg), *paths, ckpt_dir / "latest.pt")
     export_generator(state.generator, run_dir, {"step": state.step, "z_dist": cfg.train.z_dist})
     return path
 
