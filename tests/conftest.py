@@ -32,3 +32,9 @@ def tiny_flags(tmp_path: Path, **extra: object) -> list[str]:
     for key, value in flags.items():
         argv += [f"--{key.replace('_', '-')}", str(value)]
     return argv
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
+    """Decoded-dataset caches go to a per-test directory, never the user's ~/.cache."""
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from dcgan.config import ConfigError, DataConfig
-from dcgan.data import DATASETS, load_images
+from dcgan.data import dataset_names, load_images
 from dcgan.data.sources import mnist_sample_arrays
 from dcgan.data.transforms import convert_channels, resize
 
@@ -51,4 +51,4 @@ def test_channel_conversion() -> None:
 
 
 def test_registry_names() -> None:
-    assert {"mnist-sample", "fake"} <= set(DATASETS)
+    assert {"mnist-sample", "fake", "mnist", "folder", "lsun"} <= set(dataset_names())

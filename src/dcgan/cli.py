@@ -20,6 +20,13 @@ _HELP = {
     "channels": "image channels (1 grey, 3 colour)",
     "dataset": "dataset name (see the README)",
     "holdout": "images kept out of training, e.g. for evaluation",
+    "data_root": "directory holding the dataset files (or the folder/.zip/file itself)",
+    "split": "official split: train, test or all",
+    "lsun_classes": "comma-separated LSUN LMDB names, e.g. bedroom_train,church_outdoor_train",
+    "flip": "randomly mirror half of each real batch",
+    "cache_dir": "where decoded images are cached (default $XDG_CACHE_HOME/dcgan)",
+    "workers": "decoding processes for image files (0: none; default: by dataset size)",
+    "max_bad_fraction": "fail when more than this fraction of image files are unreadable",
     "epochs": "passes over the data (ignored when --steps is given)",
     "steps": "training steps (overrides --epochs)",
     "loss": "non-saturating, minimax, hinge or least-squares",
@@ -87,6 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0, help="image i comes from (seed, i)")
     g.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+
+    d = sub.add_parser("download", help="fetch official dataset files (checksummed, cached)")
+    d.add_argument("--dataset", nargs="+", required=True, metavar="NAME", help="dataset names")
+    d.add_argument(
+        "--root", "--data-root", dest="root", type=Path, default=Path("data"), help="data root"
+    )
+    d.add_argument("--files", nargs="+", metavar="FILE", help="only these files (e.g. extra)")
+    d.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    c = sub.add_parser("datasets", help="list dataset names, their files and what is present")
+    c.add_argument("--root", "--data-root", dest="root", type=Path, default=Path("data"))
     return parser
 
 
@@ -147,11 +165,37 @@ def cmd_generate(ns: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_download(ns: argparse.Namespace) -> int:
+    from dcgan.data import download
+
+    for name in ns.dataset:
+        if download.is_manual(name):
+            print(download.manual_instructions(name, ns.root))
+            continue
+        files = download.download(name, ns.root, files=ns.files, progress=not ns.no_progress)
+        for path in files:
+            print(f"{name}: {path}")
+    return 0
+
+
+def cmd_datasets(ns: argparse.Namespace) -> int:
+    from dcgan.data.catalogue import dataset_table
+
+    print(dataset_table(ns.root))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from dcgan.checkpoint import CheckpointError
 
     ns = build_parser().parse_args(argv)
-    command = {"train": cmd_train, "summary": cmd_summary, "generate": cmd_generate}[ns.command]
+    command = {
+        "train": cmd_train,
+        "summary": cmd_summary,
+        "generate": cmd_generate,
+        "download": cmd_download,
+        "datasets": cmd_datasets,
+    }[ns.command]
     try:
         return command(ns)
     except (ConfigError, CheckpointError) as e:

@@ -21,6 +21,7 @@ import yaml
 LOSS_NAMES = ("non-saturating", "minimax", "hinge", "least-squares")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 Z_DISTRIBUTIONS = ("normal", "uniform")
+SPLITS = ("train", "test", "all")
 
 
 class ConfigError(ValueError):
@@ -45,7 +46,14 @@ class DataConfig:
     """Where training images come from."""
 
     dataset: str = "mnist-sample"
+    data_root: str = "data"  # where dataset files live (`dcgan download` puts them here)
+    split: str = "train"  # official split: train, test or all (mnist, fashion-mnist, cifar, svhn)
+    lsun_classes: str = "bedroom_train"  # comma-separated LSUN LMDB names, without "_lmdb"
+    flip: bool = False  # random horizontal flips of training batches
     holdout: int = 0  # images kept out of training (the last N after a fixed shuffle)
+    cache_dir: str | None = None  # decoded-image cache; None: $XDG_CACHE_HOME/dcgan
+    workers: int | None = None  # decoding processes for image files; None: by dataset size
+    max_bad_fraction: float = 0.01  # fail when more of a folder's files than this are unreadable
 
 
 @dataclass
@@ -102,6 +110,7 @@ class Config:
 # of the steps already taken.
 RESUMABLE_FIELDS = frozenset(
     {"epochs", "steps", "device", "out", "log_every", "sample_every", "checkpoint_every"}
+    | {"data_root", "cache_dir", "workers"}
 )
 
 
@@ -292,9 +301,14 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"seed: {t.seed} must be >= 0")
     if d.holdout < 0:
         raise ConfigError(f"holdout: {d.holdout} must be >= 0")
-    from dcgan.data import DATASETS
+    if d.workers is not None and d.workers < 0:
+        raise ConfigError(f"workers: {d.workers} must be >= 0 (0 decodes in this process)")
+    if not (math.isfinite(d.max_bad_fraction) and 0.0 <= d.max_bad_fraction < 1.0):
+        raise ConfigError(f"max_bad_fraction: {d.max_bad_fraction} must be in [0, 1)")
+    _choice("split", d.split, SPLITS)
+    from dcgan.data import dataset_names
 
-    _choice("dataset", d.dataset, tuple(DATASETS))
+    _choice("dataset", d.dataset, dataset_names())
     return cfg
 
 

@@ -37,13 +37,16 @@ class RunLogger:
 
     def info(self, message: str) -> None:
         """A line for log.txt and the user."""
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        self._log.write(f"{stamp} {message}\n")
-        self._log.flush()
+        self.detail(message)
         if self.bar is not None:
             self.bar.write(message, file=self.stream)
         else:
             print(message, file=self.stream, flush=True)
+
+    def detail(self, message: str) -> None:
+        """A line for log.txt only (lists too long for the terminal)."""
+        self._log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+        self._log.flush()
 
     def record(self, rec: dict[str, Any]) -> None:
         """Append one stats record (a dict of plain numbers)."""

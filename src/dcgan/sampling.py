@@ -20,7 +20,7 @@ def sample_z(n: int, nz: int, dist: str, generator: torch.Generator | None = Non
 
 
 # Independent random streams derived from one run seed.
-STREAM_IMAGES, STREAM_TRAIN_NOISE, STREAM_EPOCHS = 0, 1, 2
+STREAM_IMAGES, STREAM_TRAIN_NOISE, STREAM_EPOCHS, STREAM_FLIPS = 0, 1, 2, 3
 
 
 def seed_for(seed: int, index: int, stream: int = STREAM_IMAGES) -> int:

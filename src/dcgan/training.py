@@ -20,7 +20,7 @@ from torch import nn
 from dcgan import rundir
 from dcgan.checkpoint import export_generator, load_checkpoint, save_checkpoint
 from dcgan.config import RESUMABLE_FIELDS, Config, ConfigError, diff, to_dict
-from dcgan.data import load_images
+from dcgan.data import ImageSet, open_images
 from dcgan.data.transforms import convert_channels, resize
 from dcgan.images import make_grid, save_gif, save_png, to_uint8
 from dcgan.losses import LOSSES, GANLoss, feature_matching
@@ -28,6 +28,7 @@ from dcgan.models import Discriminator, Generator
 from dcgan.reporting import RunLogger
 from dcgan.sampling import (
     STREAM_EPOCHS,
+    STREAM_FLIPS,
     STREAM_TRAIN_NOISE,
     render,
     sample_z,
@@ -101,14 +102,14 @@ def set_determinism(enabled: bool) -> None:
     torch.backends.cudnn.benchmark = not enabled
 
 
-def prepare_images(cfg: Config, images: Any | None) -> torch.Tensor:
+def prepare_images(cfg: Config, images: Any | None) -> ImageSet:
     """uint8 (N, C, S, S) at the model's size: the configured dataset or images given in Python.
 
     Given images may be uint8 or float in [-1, 1], shaped (N, C, H, W) or (N, H, W).
     """
     m = cfg.model
     if images is None:
-        return load_images(cfg.data, m.image_size, m.channels, split="train")
+        return open_images(cfg.data, m.image_size, m.channels, part="train")
     x = torch.as_tensor(np.asarray(images)) if not torch.is_tensor(images) else images.cpu()
     if x.ndim == 3:
         x = x.unsqueeze(1)
@@ -116,7 +117,38 @@ def prepare_images(cfg: Config, images: Any | None) -> torch.Tensor:
         raise ConfigError(f"images: expected shape (N, C, H, W) or (N, H, W), got {tuple(x.shape)}")
     if x.dtype != torch.uint8:
         x = to_uint8(x.float())
-    return convert_channels(resize(x, m.image_size), m.channels)
+    return ImageSet(convert_channels(resize(x, m.image_size), m.channels), source="given images")
+
+
+def place_data(data: ImageSet, device: torch.device) -> ImageSet:
+    """Put the images on the training device when they fit in a quarter of its free memory;
+    otherwise they stay in host memory (or memory-mapped on disk) and move batch by batch."""
+    if device.type != "cuda":
+        return data
+    free, _ = torch.cuda.mem_get_info(device)
+    nbytes = data.images.numel() * data.images.element_size()
+    return data.to(device) if nbytes < free // 4 else data
+
+
+def real_batch(data: ImageSet, index: torch.Tensor, flip: bool, seed: int, number: int, device):
+    """Real batch `number` in [-1, 1] on `device`; with `flip`, a random half is mirrored, the
+    choice seeded by (seed, number) so a resumed run flips exactly as an unbroken one."""
+    x = data.take(index).to(device, non_blocking=True)
+    if flip:
+        g = torch.Generator().manual_seed(seed_for(seed, number, STREAM_FLIPS))
+        mask = (torch.rand(len(x), generator=g) < 0.5).to(device).view(-1, 1, 1, 1)
+        x = torch.where(mask, x.flip(-1), x)
+    return to_model_range(x)
+
+
+def report_data(log: RunLogger, data: ImageSet) -> None:
+    """Where the images came from, and every unreadable file that was skipped (in log.txt)."""
+    log.info(f"data: {data.source}")
+    if data.skipped:
+        first = ", ".join(path for path, _ in data.skipped[:3])
+        log.info(f"skipped {len(data.skipped)} unreadable files (all listed in log.txt): {first}")
+        for path, reason in data.skipped:
+            log.detail(f"skipped {path}: {reason}")
 
 
 def steps_per_epoch(cfg: Config, num_images: int) -> int:
@@ -379,7 +411,7 @@ def train(
         cfg = resume_config(Path(resume), cfg)
 
     # --- data: decoded once, kept as uint8 on the device, normalised per batch
-    data = prepare_images(cfg, images).to(device)
+    data = place_data(prepare_images(cfg, images), device)
     per_epoch = steps_per_epoch(cfg, len(data))
     n_steps = total_steps(cfg, len(data))
     batches = BatchSampler(len(data), cfg.train.batch_size, cfg.train.seed, per_epoch)
@@ -399,6 +431,7 @@ def train(
         f"run {run_dir}: {len(data)} images, {per_epoch} steps/epoch, "
         f"steps {state.step}->{n_steps}, device {device}"
     )
+    report_data(log, data)
     if state.step == 0:
         write_sample(run_dir, state)
     acc = Accumulator()
@@ -408,7 +441,8 @@ def train(
         while state.step < n_steps:
             # --- discriminator: d_steps updates, each on a fresh real batch
             for k in range(t.d_steps):
-                real = to_model_range(data[batches.indices(state.step * t.d_steps + k).to(device)])
+                b = state.step * t.d_steps + k
+                real = real_batch(data, batches.indices(b), cfg.data.flip, t.seed, b, device)
                 z = sample_z(len(real), nz, t.z_dist, state.noise_rng).to(device)
                 d_losses, d_probs, fake = d_update(state, loss, real, z, cfg)
             # --- generator: g_steps updates; the first reuses D's fakes, later ones draw new z

@@ -22,9 +22,20 @@ def resize(images: torch.Tensor, size: int, chunk: int = 1024) -> torch.Tensor:
     return torch.cat(out)
 
 
+def fit_square(images: torch.Tensor, size: int) -> torch.Tensor:
+    """Centre-crop uint8 (N, C, H, W) to its largest square, then resize to (N, C, size, size)."""
+    h, w = images.shape[-2:]
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    return resize(images[..., top : top + side, left : left + side], size)
+
+
 def convert_channels(images: torch.Tensor, channels: int) -> torch.Tensor:
     """uint8 (N, C, H, W) -> (N, channels, H, W): grey is replicated, colour becomes luminance
-    (ITU-R 601, as PIL's "L" mode); any other count repeats or truncates channels."""
+    (ITU-R 601, as PIL's "L" mode), alpha (grey+alpha, RGBA) is dropped; any other count repeats
+    or truncates channels."""
+    if images.shape[1] in (2, 4) and channels != images.shape[1]:
+        images = images[:, : images.shape[1] - 1]
     c = images.shape[1]
     if c == channels:
         return images

@@ -1,0 +1,197 @@
+"""Decode a dataset once into a uint8 `.npy` memmap; later epochs and later runs read that.
+
+The cache file is named by a hash of what produced it: the dataset's source files (path, size,
+modification time), the split and classes, the image size and channels, and the decoder
+version. It is written under a temporary name and renamed, so a crash never leaves a
+half-written cache that a later run would trust. Unreadable image files are skipped; their
+names and reasons are kept beside the cache so every run can report them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from dcgan.config import DataConfig
+from dcgan.data import decode
+from dcgan.data.catalogue import Found
+from dcgan.data.errors import DataError
+from dcgan.data.transforms import convert_channels, fit_square
+
+# Bump when decoding changes the pixels it produces, so old caches are not reused.
+DECODER_VERSION = 1
+_TASK_SIZE = 256
+_AUTO_WORKERS_FROM = 2000  # below this many files, starting processes costs more than it saves
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A decoded dataset: uint8 (N, C, S, S) memory-mapped from the cache file."""
+
+    images: np.ndarray
+    skipped: tuple[tuple[str, str], ...]  # (file, reason) for each unreadable image
+    total: int  # files seen, including the skipped ones
+    path: Path
+    from_cache: bool
+    seconds: float
+
+
+def cache_root(cfg: DataConfig) -> Path:
+    """cfg.cache_dir, else $XDG_CACHE_HOME/dcgan, else ~/.cache/dcgan."""
+    if cfg.cache_dir:
+        return Path(cfg.cache_dir).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "dcgan"
+
+
+def cache_key(cfg: DataConfig, found: Found, size: int, channels: int) -> str:
+    """A hash of everything that decides the decoded pixels."""
+    h = hashlib.sha256()
+    head = [DECODER_VERSION, cfg.dataset, cfg.split, cfg.lsun_classes, size, channels, found.crop]
+    h.update(json.dumps(head).encode())
+    for f in found.files:
+        st = f.stat()
+        h.update(f"\0{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:20]
+
+
+def load_or_decode(cfg: DataConfig, found: Found, size: int, channels: int) -> Decoded:
+    """The cached decode of `found` at (size, channels), decoding and caching it on a miss."""
+    start = time.perf_counter()
+    key = cache_key(cfg, found, size, channels)
+    path = cache_root(cfg) / f"{cfg.dataset}-{size}px-{channels}ch-{key}.npy"
+    meta_path = path.with_suffix(".json")
+    if not (path.is_file() and meta_path.is_file()):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        skipped, total = decode_into(cfg, found, size, channels, path)
+        meta = {"source": found.description, "total": total, "skipped": skipped}
+        _atomic_text(meta_path, json.dumps(meta, indent=1))
+        hit = False
+    else:
+        meta, hit = json.loads(meta_path.read_text()), True
+    images = np.load(path, mmap_mode="c")  # copy-on-write: torch may wrap it without warnings
+    skipped = tuple((str(a), str(b)) for a, b in meta["skipped"])
+    return Decoded(images, skipped, meta["total"], path, hit, time.perf_counter() - start)
+
+
+def decode_into(
+    cfg: DataConfig, found: Found, size: int, channels: int, path: Path
+) -> tuple[list[tuple[str, str]], int]:
+    """Decode to `path` (atomically); returns the skipped (file, reason) pairs and the total."""
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+    try:
+        if found.arrays is not None:
+            skipped, total = [], write_arrays(found, size, channels, tmp)
+        else:
+            skipped, total = write_encoded(cfg, found, size, channels, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return skipped, total
+
+
+# ---------------------------------------------------------------------------- raw pixel arrays
+
+
+def write_arrays(found: Found, size: int, channels: int, out: Path) -> int:
+    """Stream (n, H, W, C) chunks through crop, resize and channel conversion into `out`."""
+    assert found.arrays is not None
+    count, chunks = found.arrays()
+    if count == 0:
+        raise DataError(f"{found.description}: the file holds no images")
+    mm = np.lib.format.open_memmap(out, mode="w+", dtype=np.uint8, shape=(count, channels, size, size))
+    row = 0
+    for chunk in chunks:
+        x = torch.from_numpy(np.ascontiguousarray(chunk)).permute(0, 3, 1, 2)
+        mm[row : row + len(x)] = convert_channels(fit_square(x, size), channels).numpy()
+        row += len(x)
+    if row != count:
+        raise DataError(f"{found.description}: expected {count} images, read {row}")
+    mm.flush()
+    return count
+
+
+# ---------------------------------------------------------------------------- encoded images
+
+
+def write_encoded(
+    cfg: DataConfig, found: Found, size: int, channels: int, out: Path
+) -> tuple[list[tuple[str, str]], int]:
+    """Decode every image of `found.groups` into `out`, skipping (and listing) unreadable ones."""
+    assert found.groups is not None
+    groups = found.groups()
+    total = sum(len(g.keys) for g in groups)
+    np.lib.format.open_memmap(out, mode="w+", dtype=np.uint8, shape=(total, channels, size, size))
+    tasks = decode.make_tasks(out, groups, size, channels, found.crop, _TASK_SIZE)
+    failed = sorted(f for part in run_tasks(tasks, worker_count(cfg, total)) for f in part)
+    labels = [groups[g].label(k) for g, k in (it for t in tasks for it in t.items)]
+    skipped = [(labels[row], reason) for row, reason in failed]
+    check_bad_fraction(cfg, found, skipped, total)
+    if failed:
+        compact(out, {row for row, _ in failed})
+    return skipped, total
+
+
+def worker_count(cfg: DataConfig, total: int) -> int:
+    """cfg.workers, or one process per core (up to 8) once there are enough files."""
+    if cfg.workers is not None:
+        return cfg.workers
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return min(cores or 1, 8) if total >= _AUTO_WORKERS_FROM and (cores or 1) > 1 else 0
+
+
+def run_tasks(tasks: list[decode.Task], workers: int) -> Iterator[list[tuple[int, str]]]:
+    """Each task's failures; in worker processes when asked. Spawned workers import only NumPy
+    and Pillow (not torch), and never inherit this process's thread pools."""
+    if workers == 0:
+        return map(decode.run_task, tasks)
+    pool = ProcessPoolExecutor(workers, mp_context=get_context("spawn"))
+    with pool:
+        return iter(list(pool.map(decode.run_task, tasks)))
+
+
+def check_bad_fraction(
+    cfg: DataConfig, found: Found, skipped: list[tuple[str, str]], total: int
+) -> None:
+    """Fail when more than cfg.max_bad_fraction of the files are unreadable."""
+    if not skipped:
+        return
+    if len(skipped) == total:
+        raise DataError(f"{found.description}: none of the {total} image files could be read")
+    if len(skipped) > cfg.max_bad_fraction * total:
+        first, reason = skipped[0]
+        raise DataError(
+            f"{found.description}: {len(skipped)} of {total} image files "
+            f"({len(skipped) / total:.1%}) are unreadable, more than max_bad_fraction "
+            f"{cfg.max_bad_fraction}; first: {first} ({reason}); fix or remove them, or raise "
+            "--max-bad-fraction"
+        )
+
+
+def compact(path: Path, drop: set[int]) -> None:
+    """Rewrite `path` without rows `drop`, chunk by chunk so no full copy sits in memory."""
+    src = np.load(path, mmap_mode="r")
+    keep = np.array([i for i in range(len(src)) if i not in drop], dtype=np.int64)
+    tmp = path.with_name(path.stem + ".compact.npy")
+    dst = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(keep), *src.shape[1:]))
+    for i in range(0, len(keep), _TASK_SIZE * 16):
+        dst[i : i + _TASK_SIZE * 16] = src[keep[i : i + _TASK_SIZE * 16]]
+    dst.flush()
+    del src, dst
+    os.replace(tmp, path)
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
