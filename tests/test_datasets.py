@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+
 from datafiles import (
     write_celeba,
     write_cifar,
@@ -21,8 +23,6 @@ from datafiles import (
     write_npz,
     write_svhn,
 )
-from PIL import Image
-
 from dcgan.cli import main
 from dcgan.config import Config, ConfigError, DataConfig, merge, validate
 from dcgan.data import cache, decode, open_images
@@ -381,3 +381,29 @@ def test_train_cli_on_a_folder(tmp_path: Path, capsys) -> None:
     err = capsys.readouterr().err
     last = err.splitlines()[-1]
     assert last.startswith("dcgan train: error: folder: data_root") and "does not exist" in last
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("split", "val", "split: 'val' is not one of train, test, all"),
+        ("max_bad_fraction", 1.5, "max_bad_fraction: 1.5 must be in"),
+        ("workers", -1, "workers: -1 must be >= 0"),
+    ],
+)
+def test_data_settings_are_validated(flag: str, value: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        validate(merge(Config(), {flag: value}, "flag"))
+
+
+def test_download_failure_is_one_line_through_the_cli(tmp_path: Path, monkeypatch, capsys) -> None:
+    from dcgan.data import download
+
+    dead = download.RemoteFile(
+        "t10k-images-idx3-ubyte.gz", ("http://127.0.0.1:9/x.gz",), "md5:" + "0" * 32
+    )
+    monkeypatch.setitem(download.REMOTE, "mnist", (dead,))
+    assert main(["download", "--dataset", "mnist", "--root", str(tmp_path), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "http://127.0.0.1:9/x.gz" in err
+    assert str(tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz") in err

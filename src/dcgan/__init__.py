@@ -1,24 +1,39 @@
-"""dcgan: train, evaluate and sample Deep Convolutional GANs (Radford, Metz, Chintala 2015)."""
+"""dcgan: train, evaluate and sample Deep Convolutional GANs (Radford, Metz, Chintala 2015).
 
-from dcgan.api import DCGAN
-from dcgan.config import Config, ConfigError, DataConfig, ModelConfig, OutputConfig, TrainConfig
-from dcgan.losses import LOSSES
-from dcgan.models import Discriminator, Generator
-from dcgan.training import TrainResult, train
+Names are imported on first use, so light modules (such as the image decoders that worker
+processes run) do not pull in torch and the whole package.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DCGAN",
-    "LOSSES",
-    "Config",
-    "ConfigError",
-    "DataConfig",
-    "Discriminator",
-    "Generator",
-    "ModelConfig",
-    "OutputConfig",
-    "TrainConfig",
-    "TrainResult",
-    "train",
-]
+_EXPORTS = {
+    "DCGAN": "dcgan.api",
+    "LOSSES": "dcgan.losses",
+    "Config": "dcgan.config",
+    "ConfigError": "dcgan.config",
+    "DataConfig": "dcgan.config",
+    "Discriminator": "dcgan.models",
+    "Generator": "dcgan.models",
+    "ModelConfig": "dcgan.config",
+    "OutputConfig": "dcgan.config",
+    "TrainConfig": "dcgan.config",
+    "TrainResult": "dcgan.training",
+    "train": "dcgan.training",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'dcgan' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)
+
+
+def __dir__() -> list[str]:
+    return [*globals(), *__all__]

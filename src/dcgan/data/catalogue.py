@@ -113,7 +113,7 @@ def find_idx(cfg: DataConfig) -> Found:
             return Found(
                 f"{cfg.dataset} {cfg.split} from {d}",
                 paths,
-                arrays=lambda: whole([formats.read_idx(p) for p in paths]),
+                arrays=lambda paths=paths: whole([formats.read_idx(p) for p in paths]),
             )
     raise missing(cfg, cfg.dataset)
 
@@ -154,7 +154,7 @@ def find_svhn(cfg: DataConfig) -> Found:
             return Found(
                 f"svhn {cfg.split} from {d}",
                 tuple(paths),
-                arrays=lambda: whole([formats.read_svhn(paths)]),
+                arrays=lambda paths=paths: whole([formats.read_svhn(paths)]),
             )
     raise missing(cfg, "svhn")
 
@@ -265,7 +265,9 @@ def single_file(cfg: DataConfig, names: tuple[str, ...], suffixes: tuple[str, ..
 def _point(cfg: DataConfig) -> str:
     if cfg.dataset == "npz":
         return "point --data-root at one .npz or .npy file of images [N, H, W(, C)]"
-    return "point --data-root at the HDF5 file (data.hy with id.txt beside it, or an `images` array)"
+    return (
+        "point --data-root at the HDF5 file (data.hy with id.txt beside it, or an `images` array)"
+    )
 
 
 def find_hdf5(cfg: DataConfig) -> Found:
@@ -357,9 +359,7 @@ def presence(name: str, root: Path) -> str:
     if name in _USER_DATA:
         return "your files: point --data-root at them"
     if name == "lsun":
-        dirs = sorted(
-            p.name for d in (root / "lsun", root) if d.is_dir() for p in d.glob("*_lmdb")
-        )
+        dirs = sorted(p.name for d in (root / "lsun", root) if d.is_dir() for p in d.glob("*_lmdb"))
         return f"present: {', '.join(dirs)}" if dirs else "missing"
     try:
         found = CATALOGUE[name].find(DataConfig(dataset=name, data_root=str(root)))

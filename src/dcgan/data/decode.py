@@ -70,7 +70,8 @@ def is_image_name(name: str) -> bool:
 
 
 def list_folder(root: Path) -> tuple[str, ...]:
-    """Image files under `root`, recursively, as sorted relative POSIX paths (hidden dirs skipped)."""
+    """Image files under `root`, recursively, as sorted relative POSIX paths (hidden ones
+    skipped)."""
     found = []
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
         dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__MACOSX"]
@@ -180,7 +181,7 @@ def run_task(task: Task) -> list[tuple[int, str]]:
         try:
             data = read_bytes(task.groups[g], key)
             out[row] = decode_one(data, task.size, task.channels, task.crop)
-        except Exception as e:  # noqa: BLE001 - any decoder failure means "skip this file"
+        except Exception as e:
             failed.append((row, describe(e)))
     out.flush()
     return failed
