@@ -61,7 +61,7 @@ def cache_key(cfg: DataConfig, found: Found, size: int, channels: int) -> str:
     h.update(json.dumps(head).encode())
     for f in found.files:
         st = f.stat()
-        h.update(f"\0{f.resolve()}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+        h.update(f"\0{f.absolute()}\0{st.st_size}\0{st.st_mtime_ns}".encode())
     return h.hexdigest()[:20]
 
 

@@ -66,6 +66,9 @@ def dataset_names() -> tuple[str, ...]:
 def decode_dataset(cfg: DataConfig, image_size: int, channels: int) -> ImageSet:
     """Every image of dataset `cfg.dataset` (its `cfg.split`) at (channels, image_size)."""
     if cfg.dataset in BUILT_IN:
+        from dcgan.data.catalogue import no_splits
+
+        no_splits(cfg)
         images = BUILT_IN[cfg.dataset](cfg, image_size, channels)
         return ImageSet(images, source=f"{cfg.dataset} (built in)")
     from dcgan.data.cache import load_or_decode

@@ -48,12 +48,16 @@ class Group:
 
 @dataclass(frozen=True)
 class Task:
-    """A slice of the items to decode into rows [start, start + len(items)) of `out`."""
+    """A slice of the items to decode into rows [start, start + len(items)) of `out`.
+
+    containers: (kind, base) of each group; only this task's keys travel with it, so a task
+    stays small however many images the dataset holds.
+    """
 
     out: str
     start: int
     items: tuple[tuple[int, str], ...]  # (group index, key)
-    groups: tuple[Group, ...]
+    containers: tuple[tuple[str, str], ...]
     size: int
     channels: int
     crop: int | None  # side of a fixed centre crop (CelebA), None: largest centred square
@@ -92,17 +96,17 @@ def list_zip(path: Path) -> tuple[str, ...]:
 _open_zips: dict[str, zipfile.ZipFile] = {}
 
 
-def read_bytes(group: Group, key: str) -> bytes:
-    """The encoded bytes of one image; zips stay open per process."""
-    if group.kind == "files":
-        return (Path(group.base) / key).read_bytes()
-    if group.kind == "zip":
-        if group.base not in _open_zips:
-            _open_zips[group.base] = zipfile.ZipFile(group.base)
-        return _open_zips[group.base].read(key)
+def read_bytes(kind: str, base: str, key: str) -> bytes:
+    """The encoded bytes of one image of a group (see `Group`); zips stay open per process."""
+    if kind == "files":
+        return (Path(base) / key).read_bytes()
+    if kind == "zip":
+        if base not in _open_zips:
+            _open_zips[base] = zipfile.ZipFile(base)
+        return _open_zips[base].read(key)
     from dcgan.data.formats import lmdb_read
 
-    return lmdb_read(Path(group.base), [bytes.fromhex(key)])[0]
+    return lmdb_read(Path(base), [bytes.fromhex(key)])[0]
 
 
 # ---------------------------------------------------------------------------- pixels
@@ -179,7 +183,7 @@ def run_task(task: Task) -> list[tuple[int, str]]:
     for offset, (g, key) in enumerate(task.items):
         row = task.start + offset
         try:
-            data = read_bytes(task.groups[g], key)
+            data = read_bytes(*task.containers[g], key)
             out[row] = decode_one(data, task.size, task.channels, task.crop)
         except Exception as e:
             failed.append((row, describe(e)))
@@ -192,7 +196,8 @@ def make_tasks(
 ) -> list[Task]:
     """Every image of `groups`, in order, split into tasks of at most `chunk` images."""
     items = [(g, key) for g, group in enumerate(groups) for key in group.keys]
+    containers = tuple((group.kind, group.base) for group in groups)
     return [
-        Task(str(out), s, tuple(items[s : s + chunk]), tuple(groups), size, channels, crop)
+        Task(str(out), s, tuple(items[s : s + chunk]), containers, size, channels, crop)
         for s in range(0, len(items), chunk)
     ]
