@@ -93,10 +93,44 @@ def test_preview_does_not_touch_batchnorm_statistics(tiny_config: Config) -> Non
 
     state = build_state(tiny_config, torch.device("cpu"))
     before = {k: v.clone() for k, v in state.generator.state_dict().items()}
-    write_sample(Path(tiny_config.output.out), state)
+    write_sample(Path(tiny_config.output.out), state, tiny_config)
     after = state.generator.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
     assert state.generator.training
+
+
+def test_ema_follows_g_and_samples_come_from_it(tiny_config: Config) -> None:
+    from dcgan.ema import decay_at
+
+    result = train(merge(tiny_config, {"ema": 0.9, "steps": 6}, "t"))
+    assert result.ema is not None and result.sampler is result.ema
+    g, e = result.generator.state_dict(), result.ema.state_dict()
+    weights = [k for k in g if k.endswith("weight")]
+    assert any(not torch.equal(g[k], e[k]) for k in weights)  # an average, not a copy
+    assert all((g[k] - e[k]).abs().max() < 0.05 for k in weights)  # of recent weights
+    assert decay_at(0.999, 0) == 0.1 and decay_at(0.999, 10**6) == 0.999
+    from dcgan.checkpoint import load_generator
+
+    exported, _ = load_generator(result.run_dir / "generator.safetensors")
+    assert all(torch.equal(v, exported.state_dict()[k]) for k, v in e.items())
+
+
+def test_ema_off_samples_from_g(tiny_config: Config) -> None:
+    result = train(merge(tiny_config, {"ema": 0.0, "steps": 2}, "t"))
+    assert result.ema is None and result.sampler is result.generator
+
+
+def test_batchnorm_recalibration_is_exact_and_repeatable(tiny_config: Config) -> None:
+    from dcgan.ema import recalibrate_batchnorm
+    from dcgan.models import Generator
+
+    g = Generator(tiny_config.model)
+    recalibrate_batchnorm(g, tiny_config.model.nz, "normal", seed=3)
+    first = {k: v.clone() for k, v in g.state_dict().items()}
+    recalibrate_batchnorm(g, tiny_config.model.nz, "normal", seed=3)
+    assert all(torch.equal(first[k], v) for k, v in g.state_dict().items())
+    bn = next(m for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert bn.momentum == 0.1 and not torch.equal(bn.running_var, torch.ones_like(bn.running_var))
 
 
 TRICKS = {

@@ -44,7 +44,13 @@ class DCGAN:
         torch.manual_seed(cfg.train.seed)
         self.generator = Generator(cfg.model)
         self.discriminator = Discriminator(cfg.model)
+        self.ema: Generator | None = None  # moving average of G's weights, after training
         self.run_dir: Path | None = None
+
+    @property
+    def sampler(self) -> Generator:
+        """The generator images come from: the moving average of G when there is one."""
+        return self.ema if self.ema is not None else self.generator
 
     def summary(self) -> str:
         """Print (and return) each layer's output shape and parameter count for G and D."""
@@ -75,6 +81,7 @@ class DCGAN:
             result.discriminator,
             result.run_dir,
         )
+        self.ema = result.ema
         return result
 
     def save(self, directory: str | Path) -> Path:
@@ -82,7 +89,7 @@ class DCGAN:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         rundir.write_config(directory, self.config)
-        export_generator(self.generator, directory, {"z_dist": self.config.train.z_dist})
+        export_generator(self.sampler, directory, {"z_dist": self.config.train.z_dist})
         save_weights(self.discriminator, directory / D_EXPORT)
         return directory
 
@@ -100,6 +107,9 @@ class DCGAN:
             state = load_checkpoint(latest)
             gan.generator.load_state_dict(state["generator"])
             gan.discriminator.load_state_dict(state["discriminator"])
+            if state.get("ema") is not None:
+                gan.ema = Generator(gan.config.model)
+                gan.ema.load_state_dict(state["ema"])
             gan.run_dir = directory
         elif has_export:
             gan.generator = load_export(directory)[0]  # D keeps its fresh initialisation
@@ -115,10 +125,10 @@ class DCGAN:
         if count < 1:
             raise ConfigError(f"count: {count} must be at least 1")
         return write_images(
-            self.generator, count, save_dir, seed, batch_size, self.config.train.z_dist
+            self.sampler, count, save_dir, seed, batch_size, self.config.train.z_dist
         )
 
     def generate_image(self, seed: int = 0, index: int = 0) -> torch.Tensor:
         """Image `index` of `seed` as a float tensor (C, S, S) in [0, 1]."""
-        _, images = next(generate(self.generator, [index], seed, 1, self.config.train.z_dist))
+        _, images = next(generate(self.sampler, [index], seed, 1, self.config.train.z_dist))
         return images[0].float() / 255.0

@@ -99,7 +99,8 @@ def model_config_of(state: dict[str, Any]) -> ModelConfig:
 
 
 def load_generator(source: str | Path) -> tuple[Generator, str]:
-    """G and its z distribution from a run directory, a `.safetensors` export or a `.pt` checkpoint.
+    """The sampling G (its moving average when kept) and its z distribution, from a run
+    directory, a `.safetensors` export or a `.pt` checkpoint.
 
     A run directory is read through its export, which is refreshed with every checkpoint.
     """
@@ -107,7 +108,8 @@ def load_generator(source: str | Path) -> tuple[Generator, str]:
     if source.suffix == ".pt":
         state = load_checkpoint(source)
         generator = Generator(model_config_of(state))
-        generator.load_state_dict(state["generator"])
+        # the moving average is what the run samples from, when it kept one
+        generator.load_state_dict(state.get("ema") or state["generator"])
         return generator, state["config"]["train"]["z_dist"]
     if source.is_dir() and not (source / EXPORT_NAME).is_file():
         latest = source / "checkpoints" / "latest.pt"

@@ -42,6 +42,7 @@ _HELP = {
     "feature_matching": "initial weight of the auxiliary feature-matching loss on D's features",
     "feature_matching_steps": "steps over which that weight decays linearly to 0",
     "d_dropout": "dropout probability after each of D's blocks",
+    "ema": "decay of the moving average of G's weights used for samples (0: off)",
     "device": "auto, cpu, cuda or mps",
     "deterministic": "bitwise-reproducible kernels (slower)",
     "out": "root directory for numbered run directories",

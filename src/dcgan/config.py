@@ -80,6 +80,7 @@ class TrainConfig:
     z_dist: str = "normal"
     feature_matching: float = 0.0  # initial weight of the auxiliary feature-matching loss
     feature_matching_steps: int = 1000  # weight decays linearly to 0 over this many steps
+    ema: float = 0.999  # decay of the moving average of G that samples are drawn from; 0: off
     seed: int = 0
     device: str = "auto"
     deterministic: bool = False
@@ -292,6 +293,8 @@ def validate(cfg: Config) -> Config:
         if not 0.0 <= b < 1.0:
             raise ConfigError(f"{name}: {b} must be in [0, 1)")
     _in_range(d_dropout=(m.d_dropout, 0.0, 1.0, True), real_label=(t.real_label, 0.0, 1.0, False))
+    if not (math.isfinite(t.ema) and 0.0 <= t.ema < 1.0):
+        raise ConfigError(f"ema: {t.ema} must be in [0, 1) (0 turns the average off)")
     if not (math.isfinite(t.feature_matching) and t.feature_matching >= 0):
         raise ConfigError(f"feature_matching: {t.feature_matching} must be >= 0")
     _choice("loss", t.loss, LOSS_NAMES)

@@ -21,6 +21,7 @@ def sample_z(n: int, nz: int, dist: str, generator: torch.Generator | None = Non
 
 # Independent random streams derived from one run seed.
 STREAM_IMAGES, STREAM_TRAIN_NOISE, STREAM_EPOCHS, STREAM_FLIPS = 0, 1, 2, 3
+STREAM_BN_RECALIBRATION = 4
 
 
 def seed_for(seed: int, index: int, stream: int = STREAM_IMAGES) -> int:

@@ -22,6 +22,7 @@ from dcgan.checkpoint import export_generator, load_checkpoint, save_checkpoint
 from dcgan.config import RESUMABLE_FIELDS, Config, ConfigError, diff, to_dict
 from dcgan.data import ImageSet, open_images
 from dcgan.data.transforms import convert_channels, resize
+from dcgan.ema import decay_at, make_ema, recalibrate_batchnorm, update_ema
 from dcgan.images import make_grid, save_gif, save_png, to_uint8
 from dcgan.losses import LOSSES, GANLoss, feature_matching
 from dcgan.models import Discriminator, Generator
@@ -51,14 +52,21 @@ class TrainState:
     fixed_z: torch.Tensor  # (num_samples, nz) preview noise, on the CPU
     noise_rng: torch.Generator  # draws every training z, on the CPU
     step: int = 0
+    ema: Generator | None = None  # moving average of G's weights, when enabled
 
 
 @dataclass
 class TrainResult:
     run_dir: Path
-    generator: Generator
+    generator: Generator  # the trained weights
     discriminator: Discriminator
     step: int
+    ema: Generator | None = None  # their moving average, when enabled
+
+    @property
+    def sampler(self) -> Generator:
+        """The generator samples come from: the moving average when there is one."""
+        return self.ema if self.ema is not None else self.generator
 
 
 @dataclass
@@ -182,7 +190,8 @@ def build_state(cfg: Config, device: torch.device, models: tuple | None = None) 
     # The preview grid shows images 0..n-1 of `dcgan generate --seed <run seed>`.
     fixed_z = z_for_indices(t.seed, range(cfg.output.num_samples), cfg.model.nz, t.z_dist)
     noise_rng = torch.Generator().manual_seed(seed_for(t.seed, 0, STREAM_TRAIN_NOISE))
-    return TrainState(g, d, opt_g, opt_d, fixed_z, noise_rng)
+    ema = make_ema(g) if t.ema > 0 else None
+    return TrainState(g, d, opt_g, opt_d, fixed_z, noise_rng, ema=ema)
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -202,6 +211,7 @@ def state_dict(state: TrainState, cfg: Config) -> dict[str, Any]:
         "opt_d": state.opt_d.state_dict(),
         "fixed_z": state.fixed_z,
         "rng": rng,
+        "ema": None if state.ema is None else state.ema.state_dict(),
     }
 
 
@@ -211,6 +221,8 @@ def restore(state: TrainState, saved: dict[str, Any]) -> None:
     state.discriminator.load_state_dict(saved["discriminator"])
     state.opt_g.load_state_dict(saved["opt_g"])
     state.opt_d.load_state_dict(saved["opt_d"])
+    if state.ema is not None and saved.get("ema") is not None:
+        state.ema.load_state_dict(saved["ema"])
     state.fixed_z = saved["fixed_z"]
     state.step = saved["step"]
     state.noise_rng.set_state(saved["rng"]["noise"])
@@ -223,9 +235,20 @@ def write_checkpoint(run_dir: Path, state: TrainState, cfg: Config, keep: bool) 
     """Save `latest.pt` (and `step-NNNNNN.pt` when `keep`), then refresh the G export."""
     ckpt_dir = run_dir / rundir.CHECKPOINT_DIR
     paths = [ckpt_dir / f"step-{state.step:06d}.pt"] if keep else []
+    sampling = sampler(state, cfg)  # first, so the saved average has matching statistics
     path = save_checkpoint(state_dict(state, cfg), *paths, ckpt_dir / "latest.pt")
-    export_generator(state.generator, run_dir, {"step": state.step, "z_dist": cfg.train.z_dist})
+    meta = {"step": state.step, "z_dist": cfg.train.z_dist, "ema": cfg.train.ema}
+    export_generator(sampling, run_dir, meta)
     return path
+
+
+def sampler(state: TrainState, cfg: Config) -> Generator:
+    """The generator previews, exports and evaluation use: the moving average (its BatchNorm
+    statistics re-estimated for the averaged weights) when enabled, else G itself."""
+    if state.ema is None:
+        return state.generator
+    recalibrate_batchnorm(state.ema, cfg.model.nz, cfg.train.z_dist, cfg.train.seed)
+    return state.ema
 
 
 def resume_config(run_dir: Path, requested: Config) -> Config:
@@ -331,9 +354,9 @@ def fm_weight_at(cfg: Config, step: int) -> float:
 # ---------------------------------------------------------------------------- periodic work
 
 
-def write_sample(run_dir: Path, state: TrainState) -> Path:
-    """Preview grid from the fixed noise, G in eval mode without gradients."""
-    images = render(state.generator, state.fixed_z)
+def write_sample(run_dir: Path, state: TrainState, cfg: Config) -> Path:
+    """Preview grid from the fixed noise, G (or its average) in eval mode without gradients."""
+    images = render(sampler(state, cfg), state.fixed_z)
     return save_png(make_grid(images), run_dir / rundir.SAMPLES_DIR / f"step-{state.step:06d}.png")
 
 
@@ -371,7 +394,7 @@ def periodic(
     if acc.count and (step % o.log_every == 0 or last):
         log.record(make_record(state, cfg, acc, per_epoch))
     if step % o.sample_every == 0 or last:
-        write_sample(run_dir, state)
+        write_sample(run_dir, state, cfg)
     if step % o.checkpoint_every == 0 or last:
         write_checkpoint(run_dir, state, cfg, keep=step % o.checkpoint_every == 0)
 
@@ -433,7 +456,7 @@ def train(
     )
     report_data(log, data)
     if state.step == 0:
-        write_sample(run_dir, state)
+        write_sample(run_dir, state, cfg)
     acc = Accumulator()
     t, nz = cfg.train, cfg.model.nz
 
@@ -453,6 +476,9 @@ def train(
                         sample_z(len(real), nz, t.z_dist, state.noise_rng).to(device)
                     )
                 g_losses = g_update(state, loss, fake, real, fm_weight, cfg)
+            # --- average: the moving average of G that samples come from
+            if state.ema is not None:
+                update_ema(state.ema, state.generator, decay_at(t.ema, state.step))
             # --- bookkeeping: device-side stats, then logs, samples and checkpoints on intervals
             acc.add(torch.cat([d_losses, g_losses[:1], d_probs, g_losses[1:]]))
             state.step += 1
@@ -460,4 +486,4 @@ def train(
         finish(run_dir, log)
     finally:
         log.close()
-    return TrainResult(run_dir, state.generator, state.discriminator, state.step)
+    return TrainResult(run_dir, state.generator, state.discriminator, state.step, state.ema)
