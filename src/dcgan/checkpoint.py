@@ -21,7 +21,6 @@ from dcgan.models import Generator
 
 FORMAT_VERSION = 1
 EXPORT_NAME = "generator.safetensors"
-EXPORT_CONFIG = "generator.json"
 
 
 class CheckpointError(RuntimeError):
@@ -64,22 +63,24 @@ def save_weights(module: torch.nn.Module, path: str | Path) -> Path:
     return atomic_write(path, lambda f: f.write(save(tensors)))
 
 
-def export_generator(generator: Generator, run_dir: str | Path, extra: dict | None = None) -> Path:
-    """Write `generator.safetensors` and `generator.json` (model config) into `run_dir`."""
+def export_generator(
+    generator: Generator, run_dir: str | Path, extra: dict | None = None, name: str = "generator"
+) -> Path:
+    """Write `{name}.safetensors` and `{name}.json` (model config) into `run_dir`."""
     run_dir = Path(run_dir)
     meta = {"format_version": FORMAT_VERSION, "model": vars(generator.cfg).copy(), **(extra or {})}
-    atomic_write(run_dir / EXPORT_CONFIG, lambda f: f.write(json.dumps(meta, indent=2).encode()))
-    return save_weights(generator, run_dir / EXPORT_NAME)
+    atomic_write(run_dir / f"{name}.json", lambda f: f.write(json.dumps(meta, indent=2).encode()))
+    return save_weights(generator, run_dir / f"{name}.safetensors")
 
 
 def load_export(path: str | Path) -> tuple[Generator, dict[str, Any]]:
     """Rebuild G from an export: `path` is the .safetensors file or the directory holding it."""
     path = Path(path)
     weights = path / EXPORT_NAME if path.is_dir() else path
-    meta_path = weights.with_name(EXPORT_CONFIG)
+    meta_path = weights.with_suffix(".json")
     if not weights.is_file() or not meta_path.is_file():
         raise CheckpointError(
-            f"no generator export at {path}: expected {EXPORT_NAME} and {EXPORT_CONFIG}"
+            f"no generator export at {path}: expected {weights.name} and {meta_path.name}"
         )
     meta = json.loads(meta_path.read_text())
     if meta.get("format_version") != FORMAT_VERSION:

@@ -46,6 +46,9 @@ _HELP = {
     "device": "auto, cpu, cuda or mps",
     "deterministic": "bitwise-reproducible kernels (slower)",
     "out": "root directory for numbered run directories",
+    "eval_every": "compute FID every this many steps and keep the best generator (0: off)",
+    "eval_samples": "generated and real images per FID evaluation",
+    "eval_reference": "real images for FID: auto, holdout, train, test or all",
 }
 
 
@@ -106,6 +109,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("datasets", help="list dataset names, their files and what is present")
     c.add_argument("--root", "--data-root", dest="root", type=Path, default=Path("data"))
+
+    from dcgan import cli_eval
+
+    cli_eval.add_parsers(sub)
     return parser
 
 
@@ -190,7 +197,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     from dcgan.checkpoint import CheckpointError
 
     ns = build_parser().parse_args(argv)
+    from dcgan.cli_eval import COMMANDS
+
     command = {
+        **COMMANDS,
         "train": cmd_train,
         "summary": cmd_summary,
         "generate": cmd_generate,

@@ -95,6 +95,9 @@ class OutputConfig:
     sample_every: int = 100
     checkpoint_every: int = 1000
     num_samples: int = 64  # size of the fixed-noise preview grid
+    eval_every: int = 0  # steps between FID evaluations during training; 0: none
+    eval_samples: int = 1000  # generated (and real) images per evaluation
+    eval_reference: str = "auto"  # real images: auto (held-out if any, else train), holdout, ...
 
 
 @dataclass
@@ -111,7 +114,7 @@ class Config:
 # of the steps already taken.
 RESUMABLE_FIELDS = frozenset(
     {"epochs", "steps", "device", "out", "log_every", "sample_every", "checkpoint_every"}
-    | {"data_root", "cache_dir", "workers"}
+    | {"data_root", "cache_dir", "workers", "eval_every", "eval_samples", "eval_reference"}
 )
 
 
@@ -309,6 +312,11 @@ def validate(cfg: Config) -> Config:
     if not (math.isfinite(d.max_bad_fraction) and 0.0 <= d.max_bad_fraction < 1.0):
         raise ConfigError(f"max_bad_fraction: {d.max_bad_fraction} must be in [0, 1)")
     _choice("split", d.split, SPLITS)
+    if o.eval_every < 0:
+        raise ConfigError(f"eval_every: {o.eval_every} must be >= 0 (0 turns evaluation off)")
+    if o.eval_samples < 2:
+        raise ConfigError(f"eval_samples: {o.eval_samples} must be at least 2 (FID needs a spread)")
+    _choice("eval_reference", o.eval_reference, ("auto", "holdout", "train", "test", "all"))
     from dcgan.data import dataset_names
 
     _choice("dataset", d.dataset, dataset_names())

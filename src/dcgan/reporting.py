@@ -48,10 +48,13 @@ class RunLogger:
         self._log.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
         self._log.flush()
 
-    def record(self, rec: dict[str, Any]) -> None:
-        """Append one stats record (a dict of plain numbers)."""
+    def _append(self, rec: dict[str, Any]) -> None:
         with open(self.run_dir / STATS_FILE, "a") as f:
             f.write(json.dumps(rec) + "\n")
+
+    def record(self, rec: dict[str, Any]) -> None:
+        """Append one stats record (a dict of plain numbers)."""
+        self._append(rec)
         shown = {label: f"{rec[k]:.3f}" for k, label in _SHOWN}
         shown["img/s"] = f"{rec['images_per_s']:.0f}"
         if self.bar is not None:
@@ -61,6 +64,11 @@ class RunLogger:
         else:
             text = " ".join(f"{k} {v}" for k, v in shown.items())
             self.info(f"step {rec['step']} epoch {rec['epoch']:.2f} {text}")
+
+    def metric(self, rec: dict[str, Any]) -> None:
+        """Append an evaluation record (e.g. FID at a step) to stats.jsonl and show it."""
+        self._append(rec)
+        self.info(" ".join(f"{k} {v}" for k, v in rec.items()))
 
     def advance(self, steps: int = 1) -> None:
         if self.bar is not None:

@@ -53,6 +53,7 @@ class TrainState:
     noise_rng: torch.Generator  # draws every training z, on the CPU
     step: int = 0
     ema: Generator | None = None  # moving average of G's weights, when enabled
+    best_fid: float | None = None  # lowest FID seen by --eval-every, kept across resumes
 
 
 @dataclass
@@ -212,6 +213,7 @@ def state_dict(state: TrainState, cfg: Config) -> dict[str, Any]:
         "fixed_z": state.fixed_z,
         "rng": rng,
         "ema": None if state.ema is None else state.ema.state_dict(),
+        "best_fid": state.best_fid,
     }
 
 
@@ -225,6 +227,7 @@ def restore(state: TrainState, saved: dict[str, Any]) -> None:
         state.ema.load_state_dict(saved["ema"])
     state.fixed_z = saved["fixed_z"]
     state.step = saved["step"]
+    state.best_fid = saved.get("best_fid")
     state.noise_rng.set_state(saved["rng"]["noise"])
     torch.set_rng_state(saved["rng"]["torch"])
     if "cuda" in saved["rng"] and torch.cuda.is_available():
@@ -379,6 +382,17 @@ def make_record(state: TrainState, cfg: Config, acc: Accumulator, per_epoch: int
     return rec
 
 
+def evaluate_fid(run_dir: Path, state: TrainState, cfg: Config, tracker, log: RunLogger) -> None:
+    """Record the sampling generator's FID; export it as `generator-best` when it improves."""
+    value = tracker(sampler(state, cfg))
+    improved = state.best_fid is None or value < state.best_fid
+    if improved:
+        state.best_fid = value
+        meta = {"step": state.step, "z_dist": cfg.train.z_dist, "fid": value}
+        export_generator(sampler(state, cfg), run_dir, meta, name="generator-best")
+    log.metric({"step": state.step, "fid": round(value, 4), "best_fid": round(state.best_fid, 4)})
+
+
 def periodic(
     run_dir: Path,
     state: TrainState,
@@ -387,16 +401,29 @@ def periodic(
     log: RunLogger,
     per_epoch: int,
     last: bool,
+    tracker=None,
 ) -> None:
-    """Stats, preview grids and checkpoints, each on its own interval (and all at the end)."""
+    """Stats, preview grids, FID and checkpoints, each on its own interval (all at the end)."""
     o, step = cfg.output, state.step
     log.advance()
     if acc.count and (step % o.log_every == 0 or last):
         log.record(make_record(state, cfg, acc, per_epoch))
     if step % o.sample_every == 0 or last:
         write_sample(run_dir, state, cfg)
+    if tracker is not None and (step % o.eval_every == 0 or last):
+        evaluate_fid(run_dir, state, cfg, tracker, log)  # before the checkpoint saves best_fid
     if step % o.checkpoint_every == 0 or last:
         write_checkpoint(run_dir, state, cfg, keep=step % o.checkpoint_every == 0)
+
+
+def make_tracker(cfg: Config, device: torch.device, log: RunLogger):
+    """The FID evaluator for --eval-every (its reference features computed or loaded now)."""
+    if cfg.output.eval_every == 0:
+        return None
+    from dcgan.evaluation import FIDTracker
+
+    log.info(f"FID every {cfg.output.eval_every} steps on {cfg.output.eval_samples} images")
+    return FIDTracker(cfg, device)
 
 
 def finish(run_dir: Path, log: RunLogger) -> None:
@@ -459,6 +486,7 @@ def train(
         write_sample(run_dir, state, cfg)
     acc = Accumulator()
     t, nz = cfg.train, cfg.model.nz
+    tracker = make_tracker(cfg, device, log)
 
     try:
         while state.step < n_steps:
@@ -482,7 +510,7 @@ def train(
             # --- bookkeeping: device-side stats, then logs, samples and checkpoints on intervals
             acc.add(torch.cat([d_losses, g_losses[:1], d_probs, g_losses[1:]]))
             state.step += 1
-            periodic(run_dir, state, cfg, acc, log, per_epoch, last=state.step == n_steps)
+            periodic(run_dir, state, cfg, acc, log, per_epoch, state.step == n_steps, tracker)
         finish(run_dir, log)
     finally:
         log.close()

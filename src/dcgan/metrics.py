@@ -1,0 +1,124 @@
+"""Sample-quality metrics as pure functions of feature arrays (float64 NumPy).
+
+- FID: Fréchet distance between Gaussians fitted to two feature sets (Heusel et al. 2017).
+- KID: unbiased MMD^2 with the cubic polynomial kernel, over random subsets (Bińkowski et al.
+  2018), reported as mean and standard deviation over the subsets.
+- Precision and recall: k-NN manifold estimates (Kynkäänniemi et al. 2019).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import linalg
+
+IMAGINARY_TOLERANCE = 1e-3  # as the reference TTUR implementation
+
+
+def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """feats (N, D) -> mean (D,) and covariance (D, D), in float64."""
+    feats = np.asarray(feats, dtype=np.float64)
+    if feats.ndim != 2 or len(feats) < 2:
+        raise ValueError(f"feature_stats needs (N >= 2, D) features, got shape {feats.shape}")
+    return feats.mean(axis=0), np.cov(feats, rowvar=False)
+
+
+def fid(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 sqrt(sigma1 sigma2)).
+
+    A near-singular product gets a small ridge on both covariances, as in the reference code;
+    a square root with a significant imaginary part is an error, not silently dropped.
+    """
+    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
+    sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2)
+    if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
+        raise ValueError(f"fid: mismatched shapes {mu1.shape} {sigma1.shape} {mu2.shape}")
+    covmean = _sqrtm_product(sigma1, sigma2.astype(np.float64))
+    diff = mu1 - mu2
+    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+
+
+def _sqrtm_product(sigma1: np.ndarray, sigma2: np.ndarray) -> np.ndarray:
+    with warnings.catch_warnings():
+        # a singular product (fewer samples than dimensions) is handled just below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(sigma1 @ sigma2)
+    if not np.isfinite(covmean).all():
+        ridge = np.eye(len(sigma1)) * 1e-6
+        covmean = linalg.sqrtm((sigma1 + ridge) @ (sigma2 + ridge))
+    if np.iscomplexobj(covmean):
+        worst = np.abs(covmean.imag).max()
+        if worst > IMAGINARY_TOLERANCE:
+            raise ValueError(
+                f"fid: the matrix square root has an imaginary component of {worst:.3g}; the "
+                "covariances are ill-conditioned (use more samples than feature dimensions)"
+            )
+        covmean = covmean.real
+    return covmean
+
+
+def _polynomial_mmd(x: np.ndarray, y: np.ndarray) -> float:
+    """Unbiased MMD^2 with k(a, b) = (a.b / d + 1)^3 between equal-sized sets (m, d)."""
+    m, d = x.shape
+    kxx = (x @ x.T / d + 1) ** 3
+    kyy = (y @ y.T / d + 1) ** 3
+    kxy = (x @ y.T / d + 1) ** 3
+    off_diagonal = (kxx.sum() - np.trace(kxx) + kyy.sum() - np.trace(kyy)) / (m * (m - 1))
+    return float(off_diagonal - 2 * kxy.mean())
+
+
+def kid(
+    feats1: np.ndarray,
+    feats2: np.ndarray,
+    num_subsets: int = 100,
+    subset_size: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Kernel Inception Distance of (N1, D) and (N2, D) features: (mean, std) over subsets."""
+    x, y = np.asarray(feats1, np.float64), np.asarray(feats2, np.float64)
+    m = min(subset_size, len(x), len(y))
+    if m < 2:
+        raise ValueError("kid needs at least 2 samples in each set")
+    rng = np.random.default_rng(seed)
+    values = [
+        _polynomial_mmd(
+            x[rng.choice(len(x), m, replace=False)], y[rng.choice(len(y), m, replace=False)]
+        )
+        for _ in range(num_subsets)
+    ]
+    return float(np.mean(values)), float(np.std(values))
+
+
+def _pairwise_sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
+    return np.maximum(sq, 0.0)
+
+
+def knn_radii(feats: np.ndarray, k: int, batch: int = 1024) -> np.ndarray:
+    """Squared distance from each row (N, D) to its k-th nearest other row: (N,)."""
+    out = np.empty(len(feats))
+    for i in range(0, len(feats), batch):
+        d = _pairwise_sq(feats[i : i + batch], feats)
+        out[i : i + batch] = np.partition(d, k, axis=1)[:, k]  # index 0 is the row itself
+    return out
+
+
+def coverage(queries: np.ndarray, support: np.ndarray, radii: np.ndarray, batch: int = 1024):
+    """Fraction of queries inside at least one support hypersphere (squared radii)."""
+    inside = 0
+    for i in range(0, len(queries), batch):
+        d = _pairwise_sq(queries[i : i + batch], support)
+        inside += int((d <= radii[None, :]).any(axis=1).sum())
+    return inside / len(queries)
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float]:
+    """Improved precision (fake inside the real manifold) and recall (real inside the fake
+    manifold) of (N, D) real and (M, D) fake features, manifolds from k-NN radii."""
+    real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
+    if min(len(real), len(fake)) <= k:
+        raise ValueError(f"precision_recall needs more than k={k} samples in each set")
+    precision = coverage(fake, real, knn_radii(real, k))
+    recall = coverage(real, fake, knn_radii(fake, k))
+    return precision, recall
