@@ -17,7 +17,7 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/dcgan train --out runs/demo
+	$(BIN)/dcgan train --config configs/demo.yaml --out runs/demo
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q

@@ -240,3 +240,28 @@ def test_nearest_grid(tiny_config: Config, tmp_path: Path, pixel_features) -> No
     with Image.open(out) as img:
         cols, rows = 3 + 2 * 2, 3
         assert img.size == (cols * 16 + (cols + 1) * 2, rows * 16 + (rows + 1) * 2)
+
+
+def test_probe_cli_compares_trained_and_random_d(tiny_config: Config, tmp_path: Path) -> None:
+    run = train(merge(tiny_config, {"dataset": "mnist-sample", "steps": 2}, "t")).run_dir
+    out = tmp_path / "probe.json"
+    argv = [
+        "probe",
+        str(run),
+        "--labels-per-class",
+        "5",
+        "--draws",
+        "2",
+        "--json",
+        str(out),
+        "--device",
+        "cpu",
+    ]
+    assert main(argv) == 0
+    record = json.loads(out.read_text())
+    assert record["n_test"] == 1000 and record["n_pool"] == 4000
+    for name in ("trained_d", "random_d"):
+        assert 0.1 < record[name]["accuracy_mean"] <= 1.0 and len(record[name]["accuracies"]) == 2
+    logged = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert logged["command"] == "probe"
+    assert main(["probe", str(run), "--dataset", "fake"]) == 2

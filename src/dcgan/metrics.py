@@ -9,11 +9,14 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 from scipy import linalg
 
 IMAGINARY_TOLERANCE = 1e-3  # as the reference TTUR implementation
+# Distances computed at once in precision/recall: 2^23 float64 (64 MiB) per block, whatever N.
+DISTANCE_BLOCK = 1 << 23
 
 
 def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -24,28 +27,33 @@ def feature_stats(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return feats.mean(axis=0), np.cov(feats, rowvar=False)
 
 
-def fid(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 sqrt(sigma1 sigma2)).
+def fid(
+    mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray, eps: float = 1e-6
+) -> float:
+    """||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 sqrt(sigma1 sigma2)) of means (D,) and
+    covariances (D, D).
 
-    A near-singular product gets a small ridge on both covariances, as in the reference code;
-    a square root with a significant imaginary part is an error, not silently dropped.
+    When the product is too singular for a finite square root, eps * I is added to both
+    covariances, as in the reference TTUR code; a square root with a significant imaginary
+    part is an error, not silently dropped.
     """
-    mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
-    sigma1, sigma2 = np.atleast_2d(sigma1).astype(np.float64), np.atleast_2d(sigma2)
+    mu1, mu2 = (np.atleast_1d(m).astype(np.float64) for m in (mu1, mu2))
+    sigma1, sigma2 = (np.atleast_2d(s).astype(np.float64) for s in (sigma1, sigma2))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != mu1.shape * 2:
         raise ValueError(f"fid: mismatched shapes {mu1.shape} {sigma1.shape} {mu2.shape}")
-    covmean = _sqrtm_product(sigma1, sigma2.astype(np.float64))
+    covmean = _sqrtm_product(sigma1, sigma2, eps)
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
 
 
-def _sqrtm_product(sigma1: np.ndarray, sigma2: np.ndarray) -> np.ndarray:
+def _sqrtm_product(sigma1: np.ndarray, sigma2: np.ndarray, eps: float) -> np.ndarray:
+    """Real sqrt(sigma1 @ sigma2) (D, D), or ValueError when it is not close to real."""
     with warnings.catch_warnings():
         # a singular product (fewer samples than dimensions) is handled just below
         warnings.simplefilter("ignore", linalg.LinAlgWarning)
         covmean = linalg.sqrtm(sigma1 @ sigma2)
     if not np.isfinite(covmean).all():
-        ridge = np.eye(len(sigma1)) * 1e-6
+        ridge = np.eye(len(sigma1)) * eps
         covmean = linalg.sqrtm((sigma1 + ridge) @ (sigma2 + ridge))
     if np.iscomplexobj(covmean):
         worst = np.abs(covmean.imag).max()
@@ -75,11 +83,15 @@ def kid(
     subset_size: int = 1000,
     seed: int = 0,
 ) -> tuple[float, float]:
-    """Kernel Inception Distance of (N1, D) and (N2, D) features: (mean, std) over subsets."""
+    """Kernel Inception Distance of (N1, D) and (N2, D) features: (mean, std) over subsets.
+
+    Subsets hold min(subset_size, N1 // 2, N2 // 2) samples: with subsets as large as a whole
+    set, every subset would be the same and the spread would read a meaningless 0.
+    """
     x, y = np.asarray(feats1, np.float64), np.asarray(feats2, np.float64)
-    m = min(subset_size, len(x), len(y))
+    m = min(subset_size, len(x) // 2, len(y) // 2)
     if m < 2:
-        raise ValueError("kid needs at least 2 samples in each set")
+        raise ValueError("kid needs at least 4 samples in each set")
     rng = np.random.default_rng(seed)
     values = [
         _polynomial_mmd(
@@ -91,24 +103,33 @@ def kid(
 
 
 def _pairwise_sq(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Squared Euclidean distances between rows of a (n, D) and b (m, D): (n, m)."""
     sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
     return np.maximum(sq, 0.0)
 
 
-def knn_radii(feats: np.ndarray, k: int, batch: int = 1024) -> np.ndarray:
-    """Squared distance from each row (N, D) to its k-th nearest other row: (N,)."""
+def _row_slices(n_rows: int, n_cols: int) -> Iterator[slice]:
+    """Row blocks whose (rows, n_cols) distance matrix holds about DISTANCE_BLOCK values."""
+    step = max(1, DISTANCE_BLOCK // max(n_cols, 1))
+    for start in range(0, n_rows, step):
+        yield slice(start, start + step)
+
+
+def knn_radii(feats: np.ndarray, k: int) -> np.ndarray:
+    """Squared distance from each row of feats (N, D) to its k-th nearest other row: (N,)."""
     out = np.empty(len(feats))
-    for i in range(0, len(feats), batch):
-        d = _pairwise_sq(feats[i : i + batch], feats)
-        out[i : i + batch] = np.partition(d, k, axis=1)[:, k]  # index 0 is the row itself
+    for rows in _row_slices(len(feats), len(feats)):
+        d = _pairwise_sq(feats[rows], feats)
+        out[rows] = np.partition(d, k, axis=1)[:, k]  # index 0 is the row itself
     return out
 
 
-def coverage(queries: np.ndarray, support: np.ndarray, radii: np.ndarray, batch: int = 1024):
-    """Fraction of queries inside at least one support hypersphere (squared radii)."""
+def coverage(queries: np.ndarray, support: np.ndarray, radii: np.ndarray) -> float:
+    """Fraction of queries (M, D) inside at least one support (N, D) hypersphere, given the
+    spheres' squared radii (N,)."""
     inside = 0
-    for i in range(0, len(queries), batch):
-        d = _pairwise_sq(queries[i : i + batch], support)
+    for rows in _row_slices(len(queries), len(support)):
+        d = _pairwise_sq(queries[rows], support)
         inside += int((d <= radii[None, :]).any(axis=1).sum())
     return inside / len(queries)
 

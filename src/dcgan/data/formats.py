@@ -15,7 +15,7 @@ import pickle
 import tarfile
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -42,12 +42,14 @@ CIFAR = {
         "folder": "cifar-10-batches-py",
         "train": tuple(f"data_batch_{i}" for i in range(1, 6)),
         "test": ("test_batch",),
+        "labels": (b"labels", 10),  # the batch key of the class labels, and the class count
     },
     "cifar100": {
         "archive": "cifar-100-python.tar.gz",
         "folder": "cifar-100-python",
         "train": ("train",),
         "test": ("test",),
+        "labels": (b"fine_labels", 100),
     },
 }
 
@@ -232,8 +234,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"refusing to load global {module}.{name}") from None
 
 
-def _unpickle_batch(raw: bytes, where: str) -> np.ndarray:
-    """One CIFAR batch file's pixels: uint8 (n, 32, 32, 3), converted from its CHW rows."""
+def _load_batch(raw: bytes, where: str) -> tuple[dict, np.ndarray]:
+    """One CIFAR batch file as (its dict, its 'data' rows (n, 3072)), both checked."""
     try:
         batch = _RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as exc:  # any malformed pickle: truncation, bad opcodes, refused globals
@@ -247,10 +249,20 @@ def _unpickle_batch(raw: bytes, where: str) -> np.ndarray:
             f"{where}: CIFAR batch has no uint8 'data' array of shape (n, 3072); use the "
             f"official python version from {CIFAR_URL}"
         )
+    return batch, data
+
+
+def _unpickle_batch(raw: bytes, where: str) -> np.ndarray:
+    """One CIFAR batch file's pixels: uint8 (n, 32, 32, 3), converted from its CHW rows."""
+    _, data = _load_batch(raw, where)
     if data.dtype != np.uint8:
         raise DataError(f"{where}: CIFAR 'data' has dtype {data.dtype}, expected uint8")
     # Each row is the red plane, then green, then blue, each 32x32 row-major.
     return np.ascontiguousarray(data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1))
+
+
+# Turns one batch file's bytes, named by `where` in errors, into its array of rows.
+BatchParser = Callable[[bytes, str], np.ndarray]
 
 
 def _cifar_spec(source: Path, variant: str, split: str) -> tuple[dict, tuple[str, ...]]:
@@ -281,7 +293,9 @@ def _open_tar(path: Path, spec: dict) -> tarfile.TarFile:
         ) from None
 
 
-def _cifar_from_tar(path: Path, spec: dict, names: Sequence[str]) -> dict[str, np.ndarray]:
+def _cifar_from_tar(
+    path: Path, spec: dict, names: Sequence[str], parse: BatchParser = _unpickle_batch
+) -> dict[str, np.ndarray]:
     found: dict[str, np.ndarray] = {}
     seen: set[str] = set()
     with _open_tar(path, spec) as tar:
@@ -292,7 +306,7 @@ def _cifar_from_tar(path: Path, spec: dict, names: Sequence[str]) -> dict[str, n
                 seen.add(base)
                 if member.isfile() and base in names and base not in found:
                     raw = tar.extractfile(member).read()
-                    found[base] = _unpickle_batch(raw, f"{path}:{member.name}")
+                    found[base] = parse(raw, f"{path}:{member.name}")
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise DataError(
                 f"{path}: truncated or corrupt CIFAR tarball ({_why(exc)}); download "
@@ -307,7 +321,9 @@ def _cifar_from_tar(path: Path, spec: dict, names: Sequence[str]) -> dict[str, n
     return found
 
 
-def _cifar_from_dir(path: Path, spec: dict, names: Sequence[str]) -> dict[str, np.ndarray]:
+def _cifar_from_dir(
+    path: Path, spec: dict, names: Sequence[str], parse: BatchParser = _unpickle_batch
+) -> dict[str, np.ndarray]:
     # Accept the extracted folder itself or the folder it was extracted into.
     if not (path / names[0]).exists() and (path / spec["folder"]).is_dir():
         path = path / spec["folder"]
@@ -318,7 +334,7 @@ def _cifar_from_dir(path: Path, spec: dict, names: Sequence[str]) -> dict[str, n
             f"{path}: missing CIFAR batch file(s) {', '.join(missing)}"
             f"{_variant_hint(spec, present)}; extract the official {spec['archive']} here"
         )
-    return {n: _unpickle_batch(_read_bytes(path / n), str(path / n)) for n in names}
+    return {n: parse(_read_bytes(path / n), str(path / n)) for n in names}
 
 
 def read_cifar(source: PathLike, variant: str, split: str) -> np.ndarray:
@@ -331,6 +347,36 @@ def read_cifar(source: PathLike, variant: str, split: str) -> np.ndarray:
     spec, names = _cifar_spec(source, variant, split)
     read = _cifar_from_dir if source.is_dir() else _cifar_from_tar
     batches = read(source, spec, names)
+    return np.concatenate([batches[n] for n in names])
+
+
+def _labels_parser(key: bytes, classes: int) -> BatchParser:
+    def parse(raw: bytes, where: str) -> np.ndarray:
+        batch, data = _load_batch(raw, where)
+        labels = batch.get(key, batch.get(key.decode()))
+        labels = np.asarray(labels if isinstance(labels, (list, np.ndarray)) else [])
+        # One label per image row, or the probe would pair images with the wrong classes.
+        ok = labels.shape == (len(data),) and labels.dtype.kind in "ui"
+        if not (ok and ((labels >= 0) & (labels < classes)).all()):
+            raise DataError(
+                f"{where}: CIFAR batch has no '{key.decode()}' list of {len(data)} classes in "
+                f"0..{classes - 1}; use the official python version from {CIFAR_URL}"
+            )
+        return labels.astype(np.int64)
+
+    return parse
+
+
+def read_cifar_labels(source: PathLike, variant: str, split: str) -> np.ndarray:
+    """The class labels of `read_cifar(source, variant, split)`, row for row.
+
+    CIFAR-10's `labels` (0..9) or CIFAR-100's `fine_labels` (0..99), read with the same
+    restricted unpickler. Returns int64 (N,).
+    """
+    source = _existing(source, f"CIFAR tarball or folder (from {CIFAR_URL})")
+    spec, names = _cifar_spec(source, variant, split)
+    read = _cifar_from_dir if source.is_dir() else _cifar_from_tar
+    batches = read(source, spec, names, _labels_parser(*spec["labels"]))
     return np.concatenate([batches[n] for n in names])
 
 

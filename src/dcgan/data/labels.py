@@ -1,11 +1,13 @@
 """Class labels, row for row with the images `decode_dataset` returns (same files, same order).
 
-Only the probe needs them, and only labelled datasets have them.
+Only the linear probe needs them, and only the labelled datasets have them. Labels are read
+from the very files the catalogue finds for the images, so a split ("train", "test", or "all"
+= train then test) lines up by construction; counts are checked against the images anyway.
 """
 
 from __future__ import annotations
 
-import io
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -18,67 +20,92 @@ LABELLED = ("mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar100", "sv
 
 
 def load_labels(cfg: DataConfig) -> np.ndarray:
-    """int64 labels (N,) of dataset `cfg.dataset`, split `cfg.split`."""
+    """int64 class labels (N,) of dataset `cfg.dataset`, split `cfg.split`."""
     if cfg.dataset not in LABELLED:
+        names = f"{', '.join(LABELLED[:-1])} or {LABELLED[-1]}"
         raise DataError(
-            f"{cfg.dataset} has no class labels; the probe needs a labelled dataset: "
-            f"{', '.join(LABELLED)}"
+            f"{cfg.dataset} has no class labels; the probe needs a labelled dataset: {names}"
         )
     if cfg.dataset == "mnist-sample":
-        from dcgan.data.sources import mnist_sample_arrays
-
-        return mnist_sample_arrays()[1].astype(np.int64)
+        return sample_labels(cfg)
     from dcgan.data.catalogue import CATALOGUE
 
     found = CATALOGUE[cfg.dataset].find(cfg)
-    if cfg.dataset in ("mnist", "fashion-mnist"):
-        return np.concatenate([formats.read_idx(idx_labels_path(p)) for p in found.files])
     if cfg.dataset == "svhn":
         return np.concatenate([svhn_labels(p) for p in found.files])
-    return cifar_labels(found.files, cfg.dataset, cfg.split)
+    if cfg.dataset in ("cifar10", "cifar100"):
+        first = found.files[0]  # the tarball itself, or the first batch file in the folder
+        source = first if first.name == formats.CIFAR[cfg.dataset]["archive"] else first.parent
+        return formats.read_cifar_labels(source, cfg.dataset, cfg.split)
+    return np.concatenate([idx_labels(p) for p in found.files])
+
+
+def sample_labels(cfg: DataConfig) -> np.ndarray:
+    """The bundled digits' labels (5000,), in the order `load_mnist_sample` keeps."""
+    from dcgan.data.catalogue import no_splits
+    from dcgan.data.sources import mnist_sample_arrays
+
+    no_splits(cfg)  # as decode_dataset does: the sample has no test split
+    return mnist_sample_arrays()[1].astype(np.int64)
+
+
+# ---------------------------------------------------------------------------- IDX (MNIST)
+
+
+def idx_labels(images: Path) -> np.ndarray:
+    """The labels file beside an IDX images file, checked to hold one label per image."""
+    path = idx_labels_path(images)
+    labels = formats.read_idx(path)
+    if labels.ndim != 1:
+        raise DataError(f"{path}: holds images, not labels; use the official labels file")
+    n_images = idx_count(images)
+    if len(labels) != n_images:
+        raise DataError(
+            f"{path}: {len(labels)} labels for the {n_images} images of {images.name}; use the "
+            "labels file that comes with those images"
+        )
+    return labels.astype(np.int64)
 
 
 def idx_labels_path(images: Path) -> Path:
-    """`train-images-idx3-ubyte.gz` -> `train-labels-idx1-ubyte.gz` (any of its spellings)."""
-    name = images.name.replace("images-idx3", "labels-idx1").replace("images.idx3", "labels.idx1")
-    path = images.with_name(name)
-    if not path.is_file():
-        raise DataError(f"{path}: missing; the labels file belongs beside {images.name}")
-    return path
+    """`{prefix}-labels-idx1-ubyte[.gz]` (or the dotted spelling) beside `images`."""
+    prefix = images.name.split("-images", 1)[0]
+    for stem in (f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels.idx1-ubyte"):
+        for suffix in (".gz", ""):
+            if (images.parent / (stem + suffix)).is_file():
+                return images.parent / (stem + suffix)
+    raise DataError(
+        f"{images.parent / (prefix + '-labels-idx1-ubyte.gz')}: missing; the probe needs the "
+        f"labels file beside {images.name} (`dcgan download` fetches both)"
+    )
+
+
+def idx_count(path: Path) -> int:
+    """The item count in an IDX file's header, without reading the payload."""
+    with path.open("rb") as f:
+        gzipped = f.read(2) == formats.GZIP_MAGIC
+    with gzip.open(path, "rb") if gzipped else path.open("rb") as f:
+        head = f.read(8)
+    # A short or foreign header gives a count that the caller's comparison rejects.
+    return int.from_bytes(head[4:8], "big")
+
+
+# ---------------------------------------------------------------------------- SVHN
 
 
 def svhn_labels(path: Path) -> np.ndarray:
-    """SVHN's `y` (n, 1), where 10 stands for the digit 0."""
-    from scipy.io import loadmat
+    """A `*_32x32.mat` file's `y` (n, 1) in 1..10, where 10 stands for the digit 0."""
+    from scipy.io import loadmat, whosmat
 
-    y = loadmat(path, variable_names=["y"]).get("y")
-    if y is None:
-        raise DataError(f"{path}: no 'y' labels in this SVHN file")
-    y = y.reshape(-1).astype(np.int64)
-    return np.where(y == 10, 0, y)
-
-
-def cifar_labels(files: tuple[Path, ...], variant: str, split: str) -> np.ndarray:
-    """The `labels` (CIFAR-10) or `fine_labels` (CIFAR-100) of the split's batches, in order."""
-    source = files[0] if len(files) == 1 else files[0].parent
-    _, names = formats._cifar_spec(source, variant, split)
-    raw = _cifar_raw(source, names)
-    key = b"labels" if variant == "cifar10" else b"fine_labels"
-    out = []
-    for name in names:
-        batch = formats._RestrictedUnpickler(io.BytesIO(raw[name]), encoding="bytes").load()
-        out.append(np.asarray(batch[key], dtype=np.int64))
-    return np.concatenate(out)
-
-
-def _cifar_raw(source: Path, names: tuple[str, ...]) -> dict[str, bytes]:
-    if source.is_dir():
-        return {n: (source / n).read_bytes() for n in names}
-    import tarfile
-
-    with tarfile.open(source, "r:*") as tar:
-        return {
-            m.name.rsplit("/", 1)[-1]: tar.extractfile(m).read()
-            for m in tar
-            if m.isfile() and m.name.rsplit("/", 1)[-1] in names
-        }
+    try:
+        n_images = {name: shape for name, shape, _ in whosmat(path)}["X"][-1]
+        y = loadmat(path, variable_names=["y"]).get("y")
+    except Exception as exc:  # scipy raises ValueError, TypeError, MatReadError, KeyError...
+        raise DataError(f"{path}: cannot read SVHN's X and y ({formats._why(exc)})") from None
+    y = np.asarray(y if y is not None else []).reshape(-1)
+    if len(y) != n_images or not ((y >= 1) & (y <= 10)).all():
+        raise DataError(
+            f"{path}: no 'y' of {n_images} labels in 1..10; use the official SVHN "
+            "'*_32x32.mat' files"
+        )
+    return np.where(y == 10, 0, y).astype(np.int64)
