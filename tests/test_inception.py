@@ -150,3 +150,15 @@ def test_rejects_images_that_are_not_uint8(extractor: InceptionFeatures) -> None
     with pytest.raises(ValueError, match="expected uint8 images"):
         extractor(np.zeros((1, 1, 28, 28), dtype=np.float32))
     assert extractor(np.zeros((0, 3, 28, 28), dtype=np.uint8)).shape == (0, FEATURE_DIM)
+
+
+def test_fid_ranks_an_untrained_generator_below_real_data(extractor, digit_feats) -> None:
+    from dcgan.config import ModelConfig
+    from dcgan.evaluation import fake_images
+    from dcgan.models import Generator
+
+    torch.manual_seed(0)
+    untrained = Generator(ModelConfig(image_size=32, channels=1, ngf=16, nz=16))
+    fakes = extractor(fake_images(untrained, HALF, seed=0, z_dist="normal"))
+    real_a, real_b = digit_feats[:HALF], digit_feats[HALF:]
+    assert fid_of(real_a, fakes) > 2 * fid_of(real_a, real_b)
