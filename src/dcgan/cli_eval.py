@@ -113,6 +113,15 @@ def _write_json(path: Path | None, record: dict[str, Any]) -> None:
         path.write_text(json.dumps(record, indent=1) + "\n")
 
 
+def report(command: str, source: Path, record: dict[str, Any], fmt, json_path) -> int:
+    """Print a result, write its JSON (when asked) and append it to the run's metrics.jsonl."""
+    record = {"command": command, "source": str(source), **record}
+    print(fmt(record))
+    _write_json(json_path, record)
+    append_metrics(source, record)
+    return 0
+
+
 def append_metrics(run: Path, record: dict[str, Any]) -> None:
     """Add a record to the run's metrics.jsonl (when `run` is a run directory)."""
     from dcgan.rundir import CONFIG_FILE
@@ -153,11 +162,7 @@ def cmd_evaluate(ns: argparse.Namespace) -> int:
     record = evaluate(
         generator.to(device), z_dist, ref, extractor, ns.num_samples, metrics, ns.seed
     )
-    record = {"command": "evaluate", "source": str(ns.source), **record}
-    print(format_table(record))
-    _write_json(ns.json, record)
-    append_metrics(ns.source, record)
-    return 0
+    return report("evaluate", ns.source, record, format_table, ns.json)
 
 
 def cmd_ref_stats(ns: argparse.Namespace) -> int:
@@ -182,11 +187,7 @@ def cmd_probe(ns: argparse.Namespace) -> int:
     gan = DCGAN.load(ns.run)
     data = data_config(ns, gan.config)
     record = run_probe(gan, data, ns.labels_per_class, ns.draws, ns.seed, ns.device)
-    record = {"command": "probe", "source": str(ns.run), **record}
-    print(format_probe(record))
-    _write_json(ns.json, record)
-    append_metrics(ns.run, record)
-    return 0
+    return report("probe", ns.run, record, format_probe, ns.json)
 
 
 def cmd_nearest(ns: argparse.Namespace) -> int:
