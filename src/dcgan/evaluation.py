@@ -222,7 +222,5 @@ class FIDTracker:
 
     def __call__(self, generator: nn.Module) -> float:
         """FID of images 0..N-1 of the run seed."""
-        from dcgan.metrics import feature_stats, fid
-
         feats = self.extractor(fake_images(generator, self.num, self.seed, self.z_dist))
-        return float(fid(*feature_stats(feats), self.ref.mu, self.ref.sigma))
+        return float(scores(self.ref, feats, ("fid",), self.seed)["fid"])

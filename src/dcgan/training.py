@@ -54,6 +54,7 @@ class TrainState:
     step: int = 0
     ema: Generator | None = None  # moving average of G's weights, when enabled
     best_fid: float | None = None  # lowest FID seen by --eval-every, kept across resumes
+    ema_calibrated_at: int | None = None  # step whose averaged weights the BN stats match
 
 
 @dataclass
@@ -247,10 +248,16 @@ def write_checkpoint(run_dir: Path, state: TrainState, cfg: Config, keep: bool) 
 
 def sampler(state: TrainState, cfg: Config) -> Generator:
     """The generator previews, exports and evaluation use: the moving average (its BatchNorm
-    statistics re-estimated for the averaged weights) when enabled, else G itself."""
+    statistics re-estimated for the averaged weights) when enabled, else G itself.
+
+    The average only changes when a step ends, so a preview, an evaluation and a checkpoint
+    at the same step share one re-estimation.
+    """
     if state.ema is None:
         return state.generator
-    recalibrate_batchnorm(state.ema, cfg.model.nz, cfg.train.z_dist, cfg.train.seed)
+    if state.ema_calibrated_at != state.step:
+        recalibrate_batchnorm(state.ema, cfg.model.nz, cfg.train.z_dist, cfg.train.seed)
+        state.ema_calibrated_at = state.step
     return state.ema
 
 
@@ -384,12 +391,12 @@ def make_record(state: TrainState, cfg: Config, acc: Accumulator, per_epoch: int
 
 def evaluate_fid(run_dir: Path, state: TrainState, cfg: Config, tracker, log: RunLogger) -> None:
     """Record the sampling generator's FID; export it as `generator-best` when it improves."""
-    value = tracker(sampler(state, cfg))
-    improved = state.best_fid is None or value < state.best_fid
-    if improved:
+    generator = sampler(state, cfg)
+    value = tracker(generator)
+    if state.best_fid is None or value < state.best_fid:
         state.best_fid = value
         meta = {"step": state.step, "z_dist": cfg.train.z_dist, "fid": value}
-        export_generator(sampler(state, cfg), run_dir, meta, name="generator-best")
+        export_generator(generator, run_dir, meta, name="generator-best")
     log.metric({"step": state.step, "fid": round(value, 4), "best_fid": round(state.best_fid, 4)})
 
 

@@ -189,7 +189,7 @@ def check_bad_fraction(
 def compact(path: Path, drop: set[int]) -> None:
     """Rewrite `path` without rows `drop`, chunk by chunk so no full copy sits in memory."""
     src = np.load(path, mmap_mode="r")
-    keep = np.array([i for i in range(len(src)) if i not in drop], dtype=np.int64)
+    keep = np.setdiff1d(np.arange(len(src), dtype=np.int64), np.fromiter(drop, np.int64))
     tmp = path.with_name(path.stem + ".compact.npy")
     dst = np.lib.format.open_memmap(
         tmp, mode="w+", dtype=np.uint8, shape=(len(keep), *src.shape[1:])
