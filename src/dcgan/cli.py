@@ -45,6 +45,8 @@ _HELP = {
     "ema": "decay of the moving average of G's weights used for samples (0: off)",
     "device": "auto, cpu, cuda or mps",
     "deterministic": "bitwise-reproducible kernels (slower)",
+    "precision": "auto (bf16 where native, else fp32), fp32, bf16 or fp16",
+    "compile": "torch.compile G and D (slow to start; pays off on long runs)",
     "out": "root directory for numbered run directories",
     "eval_every": "compute FID every this many steps and keep the best generator (0: off)",
     "eval_samples": "generated and real images per FID evaluation",

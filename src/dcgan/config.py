@@ -22,6 +22,7 @@ LOSS_NAMES = ("non-saturating", "minimax", "hinge", "least-squares")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 Z_DISTRIBUTIONS = ("normal", "uniform")
 SPLITS = ("train", "test", "all")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
 class ConfigError(ValueError):
@@ -84,6 +85,10 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     deterministic: bool = False
+    # auto: bf16 where the CPU or GPU computes it natively, else fp32; the run's config.yaml
+    # records the one used
+    precision: str = "auto"
+    compile: bool = False  # torch.compile G and D (each separately)
 
 
 @dataclass
@@ -114,6 +119,7 @@ class Config:
 # of the steps already taken.
 RESUMABLE_FIELDS = frozenset(
     {"epochs", "steps", "device", "out", "log_every", "sample_every", "checkpoint_every"}
+    | {"precision", "compile"}
     | {"data_root", "cache_dir", "workers", "eval_every", "eval_samples", "eval_reference"}
 )
 
@@ -302,6 +308,7 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"feature_matching: {t.feature_matching} must be >= 0")
     _choice("loss", t.loss, LOSS_NAMES)
     _choice("device", t.device, DEVICES)
+    _choice("precision", t.precision, PRECISIONS)
     _choice("z_dist", t.z_dist, Z_DISTRIBUTIONS)
     if t.seed < 0:
         raise ConfigError(f"seed: {t.seed} must be >= 0")

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from dcgan.ema import decay_at, make_ema, recalibrate_batchnorm, update_ema
 from dcgan.images import make_grid, save_gif, save_png, to_uint8
 from dcgan.losses import LOSSES, GANLoss, feature_matching
 from dcgan.models import Discriminator, Generator
+from dcgan.precision import Precision, resolve_precision
 from dcgan.reporting import RunLogger
 from dcgan.sampling import (
     STREAM_EPOCHS,
@@ -55,6 +57,16 @@ class TrainState:
     ema: Generator | None = None  # moving average of G's weights, when enabled
     best_fid: float | None = None  # lowest FID seen by --eval-every, kept across resumes
     ema_calibrated_at: int | None = None  # step whose averaged weights the BN stats match
+    scalers: tuple[torch.amp.GradScaler, torch.amp.GradScaler] | None = None  # D's, G's (fp16)
+    compiled: tuple[Callable, Callable] | None = None  # torch.compile'd G and D (--compile)
+
+    def run_g(self, z: torch.Tensor) -> torch.Tensor:
+        """G(z): z (B, nz) -> images (B, C, S, S), compiled when asked."""
+        return (self.compiled[0] if self.compiled else self.generator)(z)
+
+    def run_d(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """D's logits (B,) and block features for images x (B, C, S, S), compiled when asked."""
+        return (self.compiled[1] if self.compiled else self.discriminator.forward_features)(x)
 
 
 @dataclass
@@ -110,6 +122,17 @@ def set_determinism(enabled: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(enabled)
     torch.backends.cudnn.benchmark = not enabled
+    # TF32 keeps fp32's range with a 10-bit mantissa; GAN training does not notice, and on
+    # Ampere or newer fp32 matmuls and convolutions run several times faster with it.
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+
+def with_precision(cfg: Config, device: torch.device) -> Config:
+    """`cfg` with precision 'auto' replaced by what it means on `device` (recorded in the run)."""
+    return replace(
+        cfg, train=replace(cfg.train, precision=resolve_precision(cfg.train.precision, device))
+    )
 
 
 def prepare_images(cfg: Config, images: Any | None) -> ImageSet:
@@ -143,7 +166,10 @@ def place_data(data: ImageSet, device: torch.device) -> ImageSet:
 def real_batch(data: ImageSet, index: torch.Tensor, flip: bool, seed: int, number: int, device):
     """Real batch `number` in [-1, 1] on `device`; with `flip`, a random half is mirrored, the
     choice seeded by (seed, number) so a resumed run flips exactly as an unbroken one."""
-    x = data.take(index).to(device, non_blocking=True)
+    x = data.take(index)
+    if device.type == "cuda" and not x.is_cuda:
+        x = x.pin_memory()  # so the copy below overlaps with the GPU's work
+    x = x.to(device, non_blocking=True)
     if flip:
         g = torch.Generator().manual_seed(seed_for(seed, number, STREAM_FLIPS))
         mask = (torch.rand(len(x), generator=g) < 0.5).to(device).view(-1, 1, 1, 1)
@@ -193,7 +219,15 @@ def build_state(cfg: Config, device: torch.device, models: tuple | None = None) 
     fixed_z = z_for_indices(t.seed, range(cfg.output.num_samples), cfg.model.nz, t.z_dist)
     noise_rng = torch.Generator().manual_seed(seed_for(t.seed, 0, STREAM_TRAIN_NOISE))
     ema = make_ema(g) if t.ema > 0 else None
-    return TrainState(g, d, opt_g, opt_d, fixed_z, noise_rng, ema=ema)
+    state = TrainState(g, d, opt_g, opt_d, fixed_z, noise_rng, ema=ema)
+    amp = Precision(t.precision, device.type)
+    if amp.scaler() is not None:
+        state.scalers = (amp.scaler(), amp.scaler())
+    if t.compile:
+        # Separately: compiling the whole step breaks autograd (G's saved tensors are freed by
+        # D's backward); each network alone compiles cleanly.
+        state.compiled = (torch.compile(g), torch.compile(d.forward_features))
+    return state
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -215,6 +249,7 @@ def state_dict(state: TrainState, cfg: Config) -> dict[str, Any]:
         "rng": rng,
         "ema": None if state.ema is None else state.ema.state_dict(),
         "best_fid": state.best_fid,
+        "scalers": None if state.scalers is None else [s.state_dict() for s in state.scalers],
     }
 
 
@@ -229,6 +264,9 @@ def restore(state: TrainState, saved: dict[str, Any]) -> None:
     state.fixed_z = saved["fixed_z"]
     state.step = saved["step"]
     state.best_fid = saved.get("best_fid")
+    if state.scalers is not None and saved.get("scalers"):
+        for scaler, scaler_state in zip(state.scalers, saved["scalers"], strict=True):
+            scaler.load_state_dict(scaler_state)
     state.noise_rng.set_state(saved["rng"]["noise"])
     torch.set_rng_state(saved["rng"]["torch"])
     if "cuda" in saved["rng"] and torch.cuda.is_available():
@@ -305,20 +343,48 @@ def clip(model: nn.Module, max_norm: float | None) -> None:
         nn.utils.clip_grad_norm_(model.parameters(), max_norm)
 
 
-def d_update(state: TrainState, loss: GANLoss, real: torch.Tensor, z: torch.Tensor, cfg: Config):
+def optimise(
+    loss: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    model: nn.Module,
+    scaler: torch.amp.GradScaler | None,
+    max_norm: float | None,
+) -> None:
+    """Backpropagate `loss` into `model` and take an optimiser step (loss-scaled for fp16)."""
+    opt.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        clip(model, max_norm)
+        opt.step()
+        return
+    scaler.scale(loss).backward()
+    if max_norm is not None:
+        scaler.unscale_(opt)  # the norm is meant for the true gradients
+        clip(model, max_norm)
+    scaler.step(opt)
+    scaler.update()
+
+
+def d_update(
+    state: TrainState,
+    loss: GANLoss,
+    real: torch.Tensor,
+    z: torch.Tensor,
+    cfg: Config,
+    amp: Precision,
+):
     """One D step on a real batch and G(z).
 
     Returns (losses on real and fake (2,), mean D(x) and D(G(z)) (2,), the fakes (B, C, S, S)
     with G's graph, which the G update reuses).
     """
-    g, d, t = state.generator, state.discriminator, cfg.train
-    fake = g(z)
-    real_logits, fake_logits = d(real), d(fake.detach())
+    t = cfg.train
+    with amp.autocast():
+        fake = state.run_g(z)
+        real_logits, fake_logits = state.run_d(real)[0], state.run_d(fake.detach())[0]
     loss_real, loss_fake = loss.d(real_logits, fake_logits, t.real_label)
-    state.opt_d.zero_grad(set_to_none=True)
-    (loss_real + loss_fake).backward()
-    clip(d, t.grad_clip)
-    state.opt_d.step()
+    scaler = state.scalers[0] if state.scalers else None
+    optimise(loss_real + loss_fake, state.opt_d, state.discriminator, scaler, t.grad_clip)
     probs = torch.stack(
         [
             real_logits.detach().float().sigmoid().mean(),
@@ -335,24 +401,65 @@ def g_update(
     real: torch.Tensor,
     fm_weight: float,
     cfg: Config,
+    amp: Precision,
 ):
     """One G step on `fake` (B, C, S, S) with its graph; D's weights get no gradients here."""
-    g, d = state.generator, state.discriminator
+    d = state.discriminator
     d.requires_grad_(False)  # skips D's weight gradients: only G is updated
-    logits, fake_feats = d.forward_features(fake)
+    with amp.autocast():
+        logits, fake_feats = state.run_d(fake)
     loss_g = loss.g(logits)
     loss_fm = torch.zeros((), device=fake.device)
     if fm_weight > 0:
-        with torch.no_grad():
-            _, real_feats = d.forward_features(real)
+        with torch.no_grad(), amp.autocast():
+            _, real_feats = state.run_d(real)
         loss_fm = feature_matching(real_feats, fake_feats)
         loss_g = loss_g + fm_weight * loss_fm
-    state.opt_g.zero_grad(set_to_none=True)
-    loss_g.backward()
-    d.requires_grad_(True)
-    clip(g, cfg.train.grad_clip)
-    state.opt_g.step()
+    scaler = state.scalers[1] if state.scalers else None
+    try:
+        optimise(loss_g, state.opt_g, state.generator, scaler, cfg.train.grad_clip)
+    finally:
+        d.requires_grad_(True)
     return torch.stack([loss_g.detach(), loss_fm.detach()])
+
+
+class RealBatches:
+    """Real batch number b -> images (B, C, S, S) in [-1, 1] on the device, channels-last."""
+
+    def __init__(self, data: ImageSet, cfg: Config, device: torch.device):
+        self.data, self.flip, self.seed, self.device = data, cfg.data.flip, cfg.train.seed, device
+        per_epoch = steps_per_epoch(cfg, len(data))
+        self.sampler = BatchSampler(len(data), cfg.train.batch_size, cfg.train.seed, per_epoch)
+
+    def __call__(self, number: int) -> torch.Tensor:
+        index = self.sampler.indices(number)
+        return real_batch(self.data, index, self.flip, self.seed, number, self.device)
+
+
+def train_step(
+    state: TrainState, reals: RealBatches, loss: GANLoss, amp: Precision, cfg: Config
+) -> torch.Tensor:
+    """One training step: `d_steps` D updates, each on a fresh real batch, then `g_steps` G
+    updates (the first reuses D's fakes, later ones draw new z), then the moving average.
+
+    Returns the step's STAT_KEYS values (6,) on the device: reading them would wait for it.
+    """
+    t, nz = cfg.train, cfg.model.nz
+    for k in range(t.d_steps):
+        real = reals(state.step * t.d_steps + k)
+        z = sample_z(len(real), nz, t.z_dist, state.noise_rng).to(real.device)
+        d_losses, d_probs, fake = d_update(state, loss, real, z, cfg, amp)
+    fm_weight = fm_weight_at(cfg, state.step)
+    for k in range(t.g_steps):
+        if k > 0:
+            z = sample_z(len(real), nz, t.z_dist, state.noise_rng).to(real.device)
+            with amp.autocast():
+                fake = state.run_g(z)
+        g_losses = g_update(state, loss, fake, real, fm_weight, cfg, amp)
+    if state.ema is not None:
+        update_ema(state.ema, state.generator, decay_at(t.ema, state.step))
+    state.step += 1
+    return torch.cat([d_losses, g_losses[:1], d_probs, g_losses[1:]])
 
 
 def fm_weight_at(cfg: Config, step: int) -> float:
@@ -466,12 +573,13 @@ def train(
     set_determinism(cfg.train.deterministic)
     if resume is not None:
         cfg = resume_config(Path(resume), cfg)
+    cfg = with_precision(cfg, device)
 
     # --- data: decoded once, kept as uint8 on the device, normalised per batch
     data = place_data(prepare_images(cfg, images), device)
     per_epoch = steps_per_epoch(cfg, len(data))
     n_steps = total_steps(cfg, len(data))
-    batches = BatchSampler(len(data), cfg.train.batch_size, cfg.train.seed, per_epoch)
+    reals = RealBatches(data, cfg, device)
 
     # --- model and optimiser state, fresh or restored; the run directory only once all is valid
     state = build_state(cfg, device, models)
@@ -486,37 +594,20 @@ def train(
     log = RunLogger(run_dir, n_steps, state.step)
     log.info(
         f"run {run_dir}: {len(data)} images, {per_epoch} steps/epoch, "
-        f"steps {state.step}->{n_steps}, device {device}"
+        f"steps {state.step}->{n_steps}, device {device}, precision {cfg.train.precision}"
     )
     report_data(log, data)
     if state.step == 0:
         write_sample(run_dir, state, cfg)
     acc = Accumulator()
-    t, nz = cfg.train, cfg.model.nz
+    amp = Precision(cfg.train.precision, device.type)
     tracker = make_tracker(cfg, device, log)
 
     try:
         while state.step < n_steps:
-            # --- discriminator: d_steps updates, each on a fresh real batch
-            for k in range(t.d_steps):
-                b = state.step * t.d_steps + k
-                real = real_batch(data, batches.indices(b), cfg.data.flip, t.seed, b, device)
-                z = sample_z(len(real), nz, t.z_dist, state.noise_rng).to(device)
-                d_losses, d_probs, fake = d_update(state, loss, real, z, cfg)
-            # --- generator: g_steps updates; the first reuses D's fakes, later ones draw new z
-            fm_weight = fm_weight_at(cfg, state.step)
-            for k in range(t.g_steps):
-                if k > 0:
-                    fake = state.generator(
-                        sample_z(len(real), nz, t.z_dist, state.noise_rng).to(device)
-                    )
-                g_losses = g_update(state, loss, fake, real, fm_weight, cfg)
-            # --- average: the moving average of G that samples come from
-            if state.ema is not None:
-                update_ema(state.ema, state.generator, decay_at(t.ema, state.step))
-            # --- bookkeeping: device-side stats, then logs, samples and checkpoints on intervals
-            acc.add(torch.cat([d_losses, g_losses[:1], d_probs, g_losses[1:]]))
-            state.step += 1
+            # --- the updates: D, G and the average, statistics kept on the device
+            acc.add(train_step(state, reals, loss, amp, cfg))
+            # --- bookkeeping: logs, samples, FID and checkpoints, each on its interval
             periodic(run_dir, state, cfg, acc, log, per_epoch, state.step == n_steps, tracker)
         finish(run_dir, log)
     finally:
