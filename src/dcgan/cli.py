@@ -47,6 +47,9 @@ _HELP = {
     "deterministic": "bitwise-reproducible kernels (slower)",
     "precision": "auto (bf16 where native, else fp32), fp32, bf16 or fp16",
     "compile": "torch.compile G and D (slow to start; pays off on long runs)",
+    "on_nan": "when a loss or weight turns NaN/inf: stop, or rollback to the last checkpoint",
+    "max_rollbacks": "rollbacks allowed before the run stops",
+    "rollback_lr_factor": "each rollback multiplies both learning rates by this",
     "out": "root directory for numbered run directories",
     "eval_every": "compute FID every this many steps and keep the best generator (0: off)",
     "eval_samples": "generated and real images per FID evaluation",
@@ -123,6 +126,7 @@ def _config_flags(ns: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
+    from dcgan.guards import EXIT_CODES
     from dcgan.training import train
 
     flags = _config_flags(ns)
@@ -142,6 +146,8 @@ def cmd_train(ns: argparse.Namespace) -> int:
         print(dump_yaml(cfg), end="")
         return 0
     result = train(cfg, resume=ns.resume)
+    if result.stopped_by is not None:
+        return EXIT_CODES[result.stopped_by]
     print(f"run directory: {result.run_dir}")
     grids = sorted((result.run_dir / "samples").glob("step-*.png"))
     print(f"samples:       {result.run_dir / 'samples'}")
@@ -197,6 +203,7 @@ def cmd_datasets(ns: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from dcgan.checkpoint import CheckpointError
+    from dcgan.guards import Diverged
 
     ns = build_parser().parse_args(argv)
     from dcgan.cli_eval import COMMANDS
@@ -214,6 +221,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, CheckpointError) as e:
         print(f"dcgan {ns.command}: error: {e}", file=sys.stderr)
         return 2
+    except Diverged as e:
+        print(f"dcgan {ns.command}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"dcgan {ns.command}: interrupted", file=sys.stderr)
         return 130

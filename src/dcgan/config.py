@@ -89,6 +89,9 @@ class TrainConfig:
     # records the one used
     precision: str = "auto"
     compile: bool = False  # torch.compile G and D (each separately)
+    on_nan: str = "stop"  # a NaN/inf loss or weight: stop, or rollback to the last checkpoint
+    max_rollbacks: int = 3
+    rollback_lr_factor: float = 0.5  # each rollback multiplies both learning rates by this
 
 
 @dataclass
@@ -119,7 +122,7 @@ class Config:
 # of the steps already taken.
 RESUMABLE_FIELDS = frozenset(
     {"epochs", "steps", "device", "out", "log_every", "sample_every", "checkpoint_every"}
-    | {"precision", "compile"}
+    | {"precision", "compile", "on_nan", "max_rollbacks", "rollback_lr_factor"}
     | {"data_root", "cache_dir", "workers", "eval_every", "eval_samples", "eval_reference"}
 )
 
@@ -172,7 +175,10 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is int and is_number and isinstance(value, int):
         return value
     if tp is float and is_number:
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:
+            raise ConfigError(f"{key}: {value} is too large for a number") from None
     raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
 
 
@@ -197,20 +203,20 @@ def merge(cfg: Config, overrides: dict[str, Any], source: str) -> Config:
     for key, value in overrides.items():
         if key in secs:
             if not isinstance(value, dict):
-                raise ConfigError(f"{source}: '{key}' must be a mapping of settings")
+                raise ConfigError(f"{source}: {key!r} must be a mapping of settings")
             for sub, subval in value.items():
                 _set_leaf(cfg, key, sub, subval, source)
         elif key in leaves:
             _set_leaf(cfg, leaves[key][0], key, value, source)
         else:
-            raise ConfigError(f"{source}: unknown setting '{key}'{_suggest(key)}")
+            raise ConfigError(f"{source}: unknown setting {key!r}{_suggest(key)}")
     return cfg
 
 
 def _set_leaf(cfg: Config, section: str, name: str, value: Any, source: str) -> None:
     sec = getattr(cfg, section)
     if name not in {f.name for f in fields(sec)}:
-        raise ConfigError(f"{source}: unknown setting '{section}.{name}'{_suggest(name)}")
+        raise ConfigError(f"{source}: unknown setting {f'{section}.{name}'!r}{_suggest(name)}")
     setattr(sec, name, coerce(value, leaf_type(section, name), f"{source}: {section}.{name}"))
 
 
@@ -285,6 +291,10 @@ def validate(cfg: Config) -> Config:
         )
     _positive(channels=m.channels, nz=m.nz, ngf=m.ngf, ndf=m.ndf, max_mult=m.max_mult)
     _positive(batch_size=t.batch_size, g_steps=t.g_steps, d_steps=t.d_steps)
+    # Far beyond any real use: a typo here would otherwise surface as an allocation failure.
+    _at_most(channels=(m.channels, 64), nz=(m.nz, 8192), ngf=(m.ngf, 8192), ndf=(m.ndf, 8192))
+    _at_most(max_mult=(m.max_mult, 64), batch_size=(t.batch_size, 65536))
+    _at_most(g_steps=(t.g_steps, 100), d_steps=(t.d_steps, 100), num_samples=(o.num_samples, 4096))
     _positive(log_every=o.log_every, sample_every=o.sample_every)
     _positive(checkpoint_every=o.checkpoint_every, num_samples=o.num_samples)
     _positive(feature_matching_steps=t.feature_matching_steps)
@@ -309,6 +319,10 @@ def validate(cfg: Config) -> Config:
     _choice("loss", t.loss, LOSS_NAMES)
     _choice("device", t.device, DEVICES)
     _choice("precision", t.precision, PRECISIONS)
+    _choice("on_nan", t.on_nan, ("stop", "rollback"))
+    if t.max_rollbacks < 0:
+        raise ConfigError(f"max_rollbacks: {t.max_rollbacks} must be >= 0")
+    _in_range(rollback_lr_factor=(t.rollback_lr_factor, 0.0, 1.0, False))
     _choice("z_dist", t.z_dist, Z_DISTRIBUTIONS)
     if t.seed < 0:
         raise ConfigError(f"seed: {t.seed} must be >= 0")
@@ -336,6 +350,12 @@ def _positive(**values: int) -> None:
             raise ConfigError(f"{name}: {value} must be at least 1")
 
 
+def _at_most(**limits: tuple[int, int]) -> None:
+    for name, (value, limit) in limits.items():
+        if value > limit:
+            raise ConfigError(f"{name}: {value} is more than the supported {limit}")
+
+
 def _in_range(**specs: tuple[float, float, float, bool]) -> None:
     """name=(value, low, high, high_exclusive)."""
     for name, (value, low, high, exclusive) in specs.items():
@@ -347,7 +367,7 @@ def _in_range(**specs: tuple[float, float, float, bool]) -> None:
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{name}: '{value}' is not one of {', '.join(allowed)}")
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
 
 
 def diff(old: Config, new: Config) -> list[tuple[str, Any, Any]]:

@@ -55,17 +55,29 @@ def read_config(run_dir: Path) -> Config:
 
 
 def read_stats(run_dir: Path) -> list[dict[str, Any]]:
-    """All records of `stats.jsonl` (empty when there is none yet)."""
+    """All records of `stats.jsonl` (empty when there is none yet). A last line cut short by a
+    kill mid-append is ignored; a damaged line elsewhere is an error naming the file."""
     path = Path(run_dir) / STATS_FILE
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise ConfigError(f"{path}: line {number} is not JSON; fix or remove it") from None
+    return records
 
 
 def truncate_stats(run_dir: Path, last_step: int) -> None:
-    """Drop records after `last_step`: a resumed run redoes those steps and logs them again."""
-    records = read_stats(run_dir)
-    kept = [r for r in records if r["step"] <= last_step]
-    if len(kept) != len(records):
-        text = "".join(json.dumps(r) + "\n" for r in kept)
-        atomic_write(Path(run_dir) / STATS_FILE, lambda f: f.write(text.encode()))
+    """Keep the records up to `last_step` (a resumed run redoes later steps and logs them again)
+    and drop a line a kill cut short, so appends start on a fresh line."""
+    path = Path(run_dir) / STATS_FILE
+    if not path.is_file():
+        return
+    kept = [r for r in read_stats(run_dir) if r["step"] <= last_step]
+    text = "".join(json.dumps(r) + "\n" for r in kept)
+    if text != path.read_text():
+        atomic_write(path, lambda f: f.write(text.encode()))

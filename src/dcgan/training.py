@@ -19,11 +19,17 @@ import torch
 from torch import nn
 
 from dcgan import rundir
-from dcgan.checkpoint import export_generator, load_checkpoint, save_checkpoint
+from dcgan.checkpoint import (
+    CheckpointError,
+    export_generator,
+    load_checkpoint,
+    save_checkpoint,
+)
 from dcgan.config import RESUMABLE_FIELDS, Config, ConfigError, diff, to_dict
 from dcgan.data import ImageSet, open_images
 from dcgan.data.transforms import convert_channels, resize
 from dcgan.ema import decay_at, make_ema, recalibrate_batchnorm, update_ema
+from dcgan.guards import Diverged, DivergenceWatch, GracefulStop
 from dcgan.images import make_grid, save_gif, save_png, to_uint8
 from dcgan.losses import LOSSES, GANLoss, feature_matching
 from dcgan.models import Discriminator, Generator
@@ -58,6 +64,7 @@ class TrainState:
     best_fid: float | None = None  # lowest FID seen by --eval-every, kept across resumes
     ema_calibrated_at: int | None = None  # step whose averaged weights the BN stats match
     scalers: tuple[torch.amp.GradScaler, torch.amp.GradScaler] | None = None  # D's, G's (fp16)
+    rollbacks: int = 0  # divergences recovered from by --on-nan rollback
     compiled: tuple[Callable, Callable] | None = None  # torch.compile'd G and D (--compile)
 
     def run_g(self, z: torch.Tensor) -> torch.Tensor:
@@ -76,6 +83,7 @@ class TrainResult:
     discriminator: Discriminator
     step: int
     ema: Generator | None = None  # their moving average, when enabled
+    stopped_by: str | None = None  # SIGINT or SIGTERM when a signal ended the run early
 
     @property
     def sampler(self) -> Generator:
@@ -94,6 +102,9 @@ class Accumulator:
     def add(self, values: torch.Tensor) -> None:
         self.sums = values if self.sums is None else self.sums + values
         self.count += 1
+
+    def reset(self) -> None:
+        self.sums, self.count, self.since = None, 0, time.perf_counter()
 
     def pop(self) -> tuple[dict[str, float], float]:
         """Means since the last pop (one host sync) and the seconds they took."""
@@ -250,6 +261,7 @@ def state_dict(state: TrainState, cfg: Config) -> dict[str, Any]:
         "ema": None if state.ema is None else state.ema.state_dict(),
         "best_fid": state.best_fid,
         "scalers": None if state.scalers is None else [s.state_dict() for s in state.scalers],
+        "rollbacks": state.rollbacks,
     }
 
 
@@ -264,6 +276,8 @@ def restore(state: TrainState, saved: dict[str, Any]) -> None:
     state.fixed_z = saved["fixed_z"]
     state.step = saved["step"]
     state.best_fid = saved.get("best_fid")
+    state.rollbacks = saved.get("rollbacks", 0)
+    state.ema_calibrated_at = None  # the average's statistics must be re-estimated
     if state.scalers is not None and saved.get("scalers"):
         for scaler, scaler_state in zip(state.scalers, saved["scalers"], strict=True):
             scaler.load_state_dict(scaler_state)
@@ -274,13 +288,24 @@ def restore(state: TrainState, saved: dict[str, Any]) -> None:
 
 
 def write_checkpoint(run_dir: Path, state: TrainState, cfg: Config, keep: bool) -> Path:
-    """Save `latest.pt` (and `step-NNNNNN.pt` when `keep`), then refresh the G export."""
+    """Save `latest.pt` (and `step-NNNNNN.pt` when `keep`), then refresh the G export.
+
+    Each file is complete or untouched (temp file, fsync, rename); `latest.pt` is written last,
+    so after a failed write it still holds the previous good step.
+    """
     ckpt_dir = run_dir / rundir.CHECKPOINT_DIR
     paths = [ckpt_dir / f"step-{state.step:06d}.pt"] if keep else []
     sampling = sampler(state, cfg)  # first, so the saved average has matching statistics
-    path = save_checkpoint(state_dict(state, cfg), *paths, ckpt_dir / "latest.pt")
     meta = {"step": state.step, "z_dist": cfg.train.z_dist, "ema": cfg.train.ema}
-    export_generator(sampling, run_dir, meta)
+    try:
+        path = save_checkpoint(state_dict(state, cfg), *paths, ckpt_dir / "latest.pt")
+        export_generator(sampling, run_dir, meta)
+    except OSError as e:
+        raise CheckpointError(
+            f"could not write the step {state.step} checkpoint in {ckpt_dir} "
+            f"({e.strerror or e}); latest.pt still holds the previous one: free space, then "
+            f"dcgan train --resume {run_dir}"
+        ) from None
     return path
 
 
@@ -515,19 +540,68 @@ def periodic(
     log: RunLogger,
     per_epoch: int,
     last: bool,
+    watch: DivergenceWatch,
     tracker=None,
 ) -> None:
-    """Stats, preview grids, FID and checkpoints, each on its own interval (all at the end)."""
+    """Stats, preview grids, FID and checkpoints, each on its own interval (all at the end);
+    nothing is written before the divergence check passes."""
     o, step = cfg.output, state.step
     log.advance()
-    if acc.count and (step % o.log_every == 0 or last):
+    due_log = acc.count and (step % o.log_every == 0 or last)
+    due_sample = step % o.sample_every == 0 or last
+    due_eval = tracker is not None and (step % o.eval_every == 0 or last)
+    due_ckpt = step % o.checkpoint_every == 0 or last
+    if due_log or due_sample or due_eval or due_ckpt:
+        check_finite(state, watch)
+    if due_log:
         log.record(make_record(state, cfg, acc, per_epoch))
-    if step % o.sample_every == 0 or last:
+    if due_sample:
         write_sample(run_dir, state, cfg)
-    if tracker is not None and (step % o.eval_every == 0 or last):
+    if due_eval:
         evaluate_fid(run_dir, state, cfg, tracker, log)  # before the checkpoint saves best_fid
-    if step % o.checkpoint_every == 0 or last:
+    if due_ckpt:
         write_checkpoint(run_dir, state, cfg, keep=step % o.checkpoint_every == 0)
+
+
+def check_finite(state: TrainState, watch: DivergenceWatch) -> None:
+    nets = {"generator": state.generator, "discriminator": state.discriminator}
+    watch.check(state.step, nets)
+
+
+def roll_back(
+    run_dir: Path, state: TrainState, cfg: Config, error: Diverged, log: RunLogger
+) -> None:
+    """--on-nan rollback: reload the last good checkpoint with both learning rates lowered;
+    re-raise `error` (with what to do) when stopping is asked for or the rollbacks are spent."""
+    t, latest = cfg.train, run_dir / rundir.CHECKPOINT_DIR / "latest.pt"
+    if t.on_nan != "rollback" or state.rollbacks >= t.max_rollbacks:
+        spent = f"{state.rollbacks} rollbacks spent; " if t.on_nan == "rollback" else ""
+        raise Diverged(
+            f"{error}; nothing was saved after it: {latest} holds the last good step. "
+            f"{spent}Resume with a lower --lr, or train with --on-nan rollback"
+        ) from None
+    optimisers = (state.opt_g, state.opt_d)
+    lowered = [g["lr"] * t.rollback_lr_factor for opt in optimisers for g in opt.param_groups]
+    count = state.rollbacks + 1
+    restore(state, load_checkpoint(latest))  # replaces the optimisers' parameter groups
+    groups = [g for opt in optimisers for g in opt.param_groups]
+    for group, lr in zip(groups, lowered, strict=True):
+        group["lr"] = lr
+    state.rollbacks = count
+    rundir.truncate_stats(run_dir, state.step)
+    log.info(
+        f"{error}; rolled back to step {state.step} with learning rates x{t.rollback_lr_factor} "
+        f"(rollback {count} of {t.max_rollbacks})"
+    )
+
+
+def stop_early(run_dir: Path, state: TrainState, cfg: Config, signal: str, log: RunLogger) -> None:
+    """After SIGINT/SIGTERM: checkpoint the finished step (unless just done); say how to go on."""
+    latest = run_dir / rundir.CHECKPOINT_DIR / "latest.pt"
+    if state.step % cfg.output.checkpoint_every != 0:
+        write_checkpoint(run_dir, state, cfg, keep=False)
+    log.info(f"stopped by {signal} at step {state.step}; checkpoint {latest}")
+    log.info(f"resume with: dcgan train --resume {run_dir}")
 
 
 def make_tracker(cfg: Config, device: torch.device, log: RunLogger):
@@ -585,8 +659,7 @@ def train(
     state = build_state(cfg, device, models)
     if resume is not None:
         run_dir = Path(resume)
-        restore(state, load_checkpoint(run_dir / rundir.CHECKPOINT_DIR / "latest.pt"))
-        rundir.truncate_stats(run_dir, state.step)
+        resume_state(run_dir, state)
     else:
         run_dir = rundir.create_run_dir(cfg)
     rundir.write_config(run_dir, cfg)
@@ -599,17 +672,44 @@ def train(
     report_data(log, data)
     if state.step == 0:
         write_sample(run_dir, state, cfg)
-    acc = Accumulator()
+        write_checkpoint(run_dir, state, cfg, keep=False)  # a start to resume or roll back to
+    acc, watch = Accumulator(), DivergenceWatch(STAT_KEYS)
     amp = Precision(cfg.train.precision, device.type)
     tracker = make_tracker(cfg, device, log)
 
-    try:
-        while state.step < n_steps:
-            # --- the updates: D, G and the average, statistics kept on the device
-            acc.add(train_step(state, reals, loss, amp, cfg))
-            # --- bookkeeping: logs, samples, FID and checkpoints, each on its interval
-            periodic(run_dir, state, cfg, acc, log, per_epoch, state.step == n_steps, tracker)
-        finish(run_dir, log)
-    finally:
-        log.close()
-    return TrainResult(run_dir, state.generator, state.discriminator, state.step, state.ema)
+    with GracefulStop() as stop:
+        try:
+            while state.step < n_steps and stop.signal is None:
+                # --- the updates: D, G and the average, statistics kept on the device
+                stats = train_step(state, reals, loss, amp, cfg)
+                acc.add(stats)
+                watch.add(state.step, stats)
+                # --- bookkeeping: logs, samples, FID and checkpoints, each on its interval
+                last = state.step == n_steps
+                try:
+                    periodic(run_dir, state, cfg, acc, log, per_epoch, last, watch, tracker)
+                except Diverged as e:
+                    roll_back(run_dir, state, cfg, e, log)
+                    acc.reset()
+                    watch.reset()
+            # --- the end: the summary figures, or a checkpoint and how to resume after a signal
+            stopped = stop.signal if state.step < n_steps else None
+            if stopped is None:
+                finish(run_dir, log)
+            else:
+                check_finite(state, watch)
+                stop_early(run_dir, state, cfg, stopped, log)
+        finally:
+            log.close()
+    result = TrainResult(run_dir, state.generator, state.discriminator, state.step, state.ema)
+    result.stopped_by = stopped
+    return result
+
+
+def resume_state(run_dir: Path, state: TrainState) -> None:
+    """Load the run's latest checkpoint into `state`; a run killed before its first checkpoint
+    has nothing to lose and starts again from step 0."""
+    latest = run_dir / rundir.CHECKPOINT_DIR / "latest.pt"
+    if latest.exists() or rundir.read_stats(run_dir):
+        restore(state, load_checkpoint(latest))
+    rundir.truncate_stats(run_dir, state.step)
