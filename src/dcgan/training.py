@@ -578,7 +578,8 @@ def roll_back(
         spent = f"{state.rollbacks} rollbacks spent; " if t.on_nan == "rollback" else ""
         raise Diverged(
             f"{error}; nothing was saved after it: {latest} holds the last good step. "
-            f"{spent}Resume with a lower --lr, or train with --on-nan rollback"
+            f"{spent}Resume with --on-nan rollback (it lowers the learning rates), or start "
+            f"again with a lower --lr"
         ) from None
     optimisers = (state.opt_g, state.opt_d)
     lowered = [g["lr"] * t.rollback_lr_factor for opt in optimisers for g in opt.param_groups]
