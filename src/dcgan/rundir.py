@@ -58,9 +58,11 @@ def read_stats(run_dir: Path) -> list[dict[str, Any]]:
     """All records of `stats.jsonl` (empty when there is none yet). A last line cut short by a
     kill mid-append is ignored; a damaged line elsewhere is an error naming the file."""
     path = Path(run_dir) / STATS_FILE
-    if not path.is_file():
-        return []
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    return _parse_stats(path.read_text(), path) if path.is_file() else []
+
+
+def _parse_stats(text: str, path: Path) -> list[dict[str, Any]]:
+    lines = [line for line in text.splitlines() if line.strip()]
     records = []
     for number, line in enumerate(lines, 1):
         try:
@@ -77,7 +79,8 @@ def truncate_stats(run_dir: Path, last_step: int) -> None:
     path = Path(run_dir) / STATS_FILE
     if not path.is_file():
         return
-    kept = [r for r in read_stats(run_dir) if r["step"] <= last_step]
+    old = path.read_text()
+    kept = [r for r in _parse_stats(old, path) if r["step"] <= last_step]
     text = "".join(json.dumps(r) + "\n" for r in kept)
-    if text != path.read_text():
+    if text != old:
         atomic_write(path, lambda f: f.write(text.encode()))

@@ -232,8 +232,8 @@ def build_state(cfg: Config, device: torch.device, models: tuple | None = None) 
     ema = make_ema(g) if t.ema > 0 else None
     state = TrainState(g, d, opt_g, opt_d, fixed_z, noise_rng, ema=ema)
     amp = Precision(t.precision, device.type)
-    if amp.scaler() is not None:
-        state.scalers = (amp.scaler(), amp.scaler())
+    scalers = (amp.scaler(), amp.scaler())  # one per network: each has its own backward
+    state.scalers = scalers if scalers[0] is not None else None
     if t.compile:
         # Separately: compiling the whole step breaks autograd (G's saved tensors are freed by
         # D's backward); each network alone compiles cleanly.
