@@ -89,6 +89,7 @@ class TrainConfig:
     # records the one used
     precision: str = "auto"
     compile: bool = False  # torch.compile G and D (each separately)
+    sync_bn: bool = False  # under torchrun: BatchNorm statistics over the global batch
     on_nan: str = "stop"  # a NaN/inf loss or weight: stop, or rollback to the last checkpoint
     max_rollbacks: int = 3
     rollback_lr_factor: float = 0.5  # each rollback multiplies both learning rates by this
@@ -122,7 +123,7 @@ class Config:
 # of the steps already taken.
 RESUMABLE_FIELDS = frozenset(
     {"epochs", "steps", "device", "out", "log_every", "sample_every", "checkpoint_every"}
-    | {"precision", "compile", "on_nan", "max_rollbacks", "rollback_lr_factor"}
+    | {"precision", "compile", "sync_bn", "on_nan", "max_rollbacks", "rollback_lr_factor"}
     | {"data_root", "cache_dir", "workers", "eval_every", "eval_samples", "eval_reference"}
 )
 

@@ -78,3 +78,26 @@ class RunLogger:
         if self.bar is not None:
             self.bar.close()
         self._log.close()
+
+
+class QuietLogger:
+    """RunLogger's interface, saying nothing: the logger of every process but rank 0, which
+    alone reports a multi-process run."""
+
+    def info(self, message: str) -> None:
+        """Dropped."""
+
+    def detail(self, message: str) -> None:
+        """Dropped."""
+
+    def record(self, rec: dict[str, Any]) -> None:
+        """Dropped."""
+
+    def metric(self, rec: dict[str, Any]) -> None:
+        """Dropped."""
+
+    def advance(self, steps: int = 1) -> None:
+        """Dropped."""
+
+    def close(self) -> None:
+        """Nothing to close."""

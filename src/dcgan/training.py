@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dcgan import rundir
+from dcgan import distributed, rundir
 from dcgan.checkpoint import (
     CheckpointError,
     export_generator,
@@ -28,13 +28,14 @@ from dcgan.checkpoint import (
 from dcgan.config import RESUMABLE_FIELDS, Config, ConfigError, diff, to_dict
 from dcgan.data import ImageSet, open_images
 from dcgan.data.transforms import convert_channels, resize
+from dcgan.distributed import Processes
 from dcgan.ema import decay_at, make_ema, recalibrate_batchnorm, update_ema
 from dcgan.guards import Diverged, DivergenceWatch, GracefulStop
 from dcgan.images import make_grid, save_gif, save_png, to_uint8
 from dcgan.losses import LOSSES, GANLoss, feature_matching
 from dcgan.models import Discriminator, Generator
 from dcgan.precision import Precision, resolve_precision
-from dcgan.reporting import RunLogger
+from dcgan.reporting import QuietLogger, RunLogger
 from dcgan.sampling import (
     STREAM_EPOCHS,
     STREAM_FLIPS,
@@ -65,15 +66,24 @@ class TrainState:
     ema_calibrated_at: int | None = None  # step whose averaged weights the BN stats match
     scalers: tuple[torch.amp.GradScaler, torch.amp.GradScaler] | None = None  # D's, G's (fp16)
     rollbacks: int = 0  # divergences recovered from by --on-nan rollback
-    compiled: tuple[Callable, Callable] | None = None  # torch.compile'd G and D (--compile)
+    images_seen: int = 0  # real images trained on, over all processes
+    rank: int = 0  # this process's slice of each global batch...
+    world: int = 1  # ...of `world` slices (torchrun's processes)
+    # What runs G, D in its update and D in G's update: DDP-wrapped over processes and/or
+    # torch.compile'd; None: the modules themselves
+    runners: tuple[Callable, Callable, Callable] | None = None
 
     def run_g(self, z: torch.Tensor) -> torch.Tensor:
-        """G(z): z (B, nz) -> images (B, C, S, S), compiled when asked."""
-        return (self.compiled[0] if self.compiled else self.generator)(z)
+        """G(z): z (B, nz) -> images (B, C, S, S)."""
+        return (self.runners[0] if self.runners else self.generator)(z)
 
     def run_d(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """D's logits (B,) and block features for images x (B, C, S, S), compiled when asked."""
-        return (self.compiled[1] if self.compiled else self.discriminator.forward_features)(x)
+        """D's logits (B,) and block features for images x (B, C, S, S), for D's update."""
+        return (self.runners[1] if self.runners else self.discriminator.forward_features)(x)
+
+    def run_d_frozen(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """As `run_d`, for G's update: D's weights get no gradients, so none are averaged."""
+        return (self.runners[2] if self.runners else self.discriminator.forward_features)(x)
 
 
 @dataclass
@@ -98,6 +108,8 @@ class Accumulator:
     sums: torch.Tensor | None = None
     count: int = 0
     since: float = field(default_factory=time.perf_counter)
+    # Combines the sums of every process (their mean) before they are read.
+    reduce: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda sums: sums)
 
     def add(self, values: torch.Tensor) -> None:
         self.sums = values if self.sums is None else self.sums + values
@@ -108,7 +120,7 @@ class Accumulator:
 
     def pop(self) -> tuple[dict[str, float], float]:
         """Means since the last pop (one host sync) and the seconds they took."""
-        means = (self.sums / self.count).tolist()
+        means = (self.reduce(self.sums) / self.count).tolist()
         now = time.perf_counter()
         seconds, self.since, self.sums, self.count = now - self.since, now, None, 0
         return dict(zip(STAT_KEYS, means, strict=True)), seconds
@@ -174,16 +186,25 @@ def place_data(data: ImageSet, device: torch.device) -> ImageSet:
     return data.to(device) if nbytes < free // 4 else data
 
 
-def real_batch(data: ImageSet, index: torch.Tensor, flip: bool, seed: int, number: int, device):
-    """Real batch `number` in [-1, 1] on `device`; with `flip`, a random half is mirrored, the
-    choice seeded by (seed, number) so a resumed run flips exactly as an unbroken one."""
-    x = data.take(index)
+def real_batch(
+    data: ImageSet,
+    index: torch.Tensor,
+    flip: bool,
+    seed: int,
+    number: int,
+    device: torch.device,
+    part: slice = slice(None),
+) -> torch.Tensor:
+    """This process's `part` of real batch `number` (global image indices `index`), in [-1, 1]
+    on `device`; with `flip`, a random half is mirrored, the choice seeded by (seed, number)
+    so a resumed run, on any number of processes, flips exactly as an unbroken one."""
+    x = data.take(index[part])
     if device.type == "cuda" and not x.is_cuda:
         x = x.pin_memory()  # so the copy below overlaps with the GPU's work
     x = x.to(device, non_blocking=True)
     if flip:
         g = torch.Generator().manual_seed(seed_for(seed, number, STREAM_FLIPS))
-        mask = (torch.rand(len(x), generator=g) < 0.5).to(device).view(-1, 1, 1, 1)
+        mask = (torch.rand(len(index), generator=g)[part] < 0.5).to(device).view(-1, 1, 1, 1)
         x = torch.where(mask, x.flip(-1), x)
     return to_model_range(x)
 
@@ -198,28 +219,38 @@ def report_data(log: RunLogger, data: ImageSet) -> None:
             log.detail(f"skipped {path}: {reason}")
 
 
-def steps_per_epoch(cfg: Config, num_images: int) -> int:
-    per_step = cfg.train.batch_size * cfg.train.d_steps
+def steps_per_epoch(cfg: Config, num_images: int, world: int = 1) -> int:
+    """Steps per pass over the data; each step takes `d_steps` global batches of
+    `batch_size` images from each of `world` processes."""
+    per_step = cfg.train.batch_size * cfg.train.d_steps * world
     if num_images < per_step:
+        processes = f" x {world} processes" if world > 1 else ""
         raise ConfigError(
-            f"batch_size: {cfg.train.batch_size} x d_steps {cfg.train.d_steps} needs at least "
-            f"{per_step} images but the dataset has {num_images}; lower --batch-size"
+            f"batch_size: {cfg.train.batch_size} x d_steps {cfg.train.d_steps}{processes} needs "
+            f"at least {per_step} images but the dataset has {num_images}; lower --batch-size"
         )
     return num_images // per_step
 
 
-def total_steps(cfg: Config, num_images: int) -> int:
-    return cfg.train.steps or cfg.train.epochs * steps_per_epoch(cfg, num_images)
+def total_steps(cfg: Config, num_images: int, world: int = 1) -> int:
+    return cfg.train.steps or cfg.train.epochs * steps_per_epoch(cfg, num_images, world)
 
 
-def build_state(cfg: Config, device: torch.device, models: tuple | None = None) -> TrainState:
-    """Fresh networks (paper init, seeded) or given ones, Adam optimisers and the preview noise."""
-    t = cfg.train
+def build_state(
+    cfg: Config, device: torch.device, models: tuple | None = None, procs: Processes | None = None
+) -> TrainState:
+    """Fresh networks (paper init, seeded) or given ones, Adam optimisers and the preview noise;
+    with `procs` of several processes, BatchNorm synced (--sync-bn) and G and D under DDP."""
+    t, procs = cfg.train, procs or Processes(device)
     torch.manual_seed(t.seed)
     if models is None:
         models = (Generator(cfg.model), Discriminator(cfg.model))
     # channels-last is ~1.25x faster for these convolutions on CPU and on tensor-core GPUs
     g, d = (m.to(device, memory_format=torch.channels_last) for m in models)
+    # The average is taken first: it is sampled on rank 0 alone, so it keeps plain BatchNorm.
+    ema = make_ema(g) if t.ema > 0 else None
+    if t.sync_bn and procs.world > 1:
+        g, d = procs.sync_batchnorm(g), procs.sync_batchnorm(d)
     opt_g = torch.optim.Adam(
         g.parameters(), lr=t.lr_g or t.lr, betas=t.betas_g or (t.beta1, t.beta2)
     )
@@ -229,16 +260,38 @@ def build_state(cfg: Config, device: torch.device, models: tuple | None = None) 
     # The preview grid shows images 0..n-1 of `dcgan generate --seed <run seed>`.
     fixed_z = z_for_indices(t.seed, range(cfg.output.num_samples), cfg.model.nz, t.z_dist)
     noise_rng = torch.Generator().manual_seed(seed_for(t.seed, 0, STREAM_TRAIN_NOISE))
-    ema = make_ema(g) if t.ema > 0 else None
     state = TrainState(g, d, opt_g, opt_d, fixed_z, noise_rng, ema=ema)
+    state.rank, state.world = procs.rank, procs.world
     amp = Precision(t.precision, device.type)
     scalers = (amp.scaler(), amp.scaler())  # one per network: each has its own backward
     state.scalers = scalers if scalers[0] is not None else None
-    if t.compile:
+    state.runners = make_runners(g, d, t.compile, procs)
+    return state
+
+
+class Features(nn.Module):
+    """D's `forward_features` as a module's forward: what DDP wraps and calls."""
+
+    def __init__(self, discriminator: Discriminator):
+        super().__init__()
+        self.discriminator = discriminator
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return self.discriminator.forward_features(x)
+
+
+def make_runners(g: Generator, d: Discriminator, compile: bool, procs: Processes):
+    """TrainState.runners: G and D's features under DDP over several processes (D's G-update
+    runner stays unwrapped) and torch.compile'd with --compile; None when neither applies."""
+    if procs.world == 1 and not compile:
+        return None
+    run_g, run_d, frozen = procs.wrap(g), procs.wrap(Features(d)), d.forward_features
+    if compile:
         # Separately: compiling the whole step breaks autograd (G's saved tensors are freed by
         # D's backward); each network alone compiles cleanly.
-        state.compiled = (torch.compile(g), torch.compile(d.forward_features))
-    return state
+        run_g, run_d = torch.compile(run_g), torch.compile(run_d)
+        frozen = run_d if procs.world == 1 else torch.compile(frozen)
+    return run_g, run_d, frozen
 
 
 # ---------------------------------------------------------------------------- checkpoints
@@ -262,6 +315,8 @@ def state_dict(state: TrainState, cfg: Config) -> dict[str, Any]:
         "best_fid": state.best_fid,
         "scalers": None if state.scalers is None else [s.state_dict() for s in state.scalers],
         "rollbacks": state.rollbacks,
+        "images_seen": state.images_seen,
+        "world": state.world,  # processes that trained it; any number may resume it
     }
 
 
@@ -277,6 +332,8 @@ def restore(state: TrainState, saved: dict[str, Any]) -> None:
     state.step = saved["step"]
     state.best_fid = saved.get("best_fid")
     state.rollbacks = saved.get("rollbacks", 0)
+    t = saved["config"]["train"]
+    state.images_seen = saved.get("images_seen", state.step * t["batch_size"] * t["d_steps"])
     state.ema_calibrated_at = None  # the average's statistics must be re-estimated
     if state.scalers is not None and saved.get("scalers"):
         for scaler, scaler_state in zip(state.scalers, saved["scalers"], strict=True):
@@ -432,12 +489,12 @@ def g_update(
     d = state.discriminator
     d.requires_grad_(False)  # skips D's weight gradients: only G is updated
     with amp.autocast():
-        logits, fake_feats = state.run_d(fake)
+        logits, fake_feats = state.run_d_frozen(fake)
     loss_g = loss.g(logits)
     loss_fm = torch.zeros((), device=fake.device)
     if fm_weight > 0:
         with torch.no_grad(), amp.autocast():
-            _, real_feats = state.run_d(real)
+            _, real_feats = state.run_d_frozen(real)
         loss_fm = feature_matching(real_feats, fake_feats)
         loss_g = loss_g + fm_weight * loss_fm
     scaler = state.scalers[1] if state.scalers else None
@@ -449,16 +506,33 @@ def g_update(
 
 
 class RealBatches:
-    """Real batch number b -> images (B, C, S, S) in [-1, 1] on the device, channels-last."""
+    """Real batch number b -> images (B, C, S, S) in [-1, 1] on the device, channels-last.
 
-    def __init__(self, data: ImageSet, cfg: Config, device: torch.device):
+    Over `world` processes, batch b is one global batch of world * B images, reshuffled each
+    epoch; process `rank` takes its slice, so the processes see disjoint images and the global
+    batch is the one a single process with batch world * B would see.
+    """
+
+    def __init__(
+        self, data: ImageSet, cfg: Config, device: torch.device, rank: int = 0, world: int = 1
+    ):
         self.data, self.flip, self.seed, self.device = data, cfg.data.flip, cfg.train.seed, device
-        per_epoch = steps_per_epoch(cfg, len(data))
-        self.sampler = BatchSampler(len(data), cfg.train.batch_size, cfg.train.seed, per_epoch)
+        per_epoch = steps_per_epoch(cfg, len(data), world)
+        size = cfg.train.batch_size
+        self.sampler = BatchSampler(len(data), size * world, cfg.train.seed, per_epoch)
+        self.part = slice(rank * size, (rank + 1) * size)
 
     def __call__(self, number: int) -> torch.Tensor:
         index = self.sampler.indices(number)
-        return real_batch(self.data, index, self.flip, self.seed, number, self.device)
+        return real_batch(self.data, index, self.flip, self.seed, number, self.device, self.part)
+
+
+def draw_z(state: TrainState, batch: int, cfg: Config) -> torch.Tensor:
+    """This process's (batch, nz) share of a global batch of training noise: every process
+    draws the same global noise (so the run does not depend on their number) and keeps its
+    slice."""
+    z = sample_z(batch * state.world, cfg.model.nz, cfg.train.z_dist, state.noise_rng)
+    return z[state.rank * batch : (state.rank + 1) * batch]
 
 
 def train_step(
@@ -469,21 +543,22 @@ def train_step(
 
     Returns the step's STAT_KEYS values (6,) on the device: reading them would wait for it.
     """
-    t, nz = cfg.train, cfg.model.nz
+    t = cfg.train
     for k in range(t.d_steps):
         real = reals(state.step * t.d_steps + k)
-        z = sample_z(len(real), nz, t.z_dist, state.noise_rng).to(real.device)
+        z = draw_z(state, len(real), cfg).to(real.device)
         d_losses, d_probs, fake = d_update(state, loss, real, z, cfg, amp)
     fm_weight = fm_weight_at(cfg, state.step)
     for k in range(t.g_steps):
         if k > 0:
-            z = sample_z(len(real), nz, t.z_dist, state.noise_rng).to(real.device)
+            z = draw_z(state, len(real), cfg).to(real.device)
             with amp.autocast():
                 fake = state.run_g(z)
         g_losses = g_update(state, loss, fake, real, fm_weight, cfg, amp)
     if state.ema is not None:
         update_ema(state.ema, state.generator, decay_at(t.ema, state.step))
     state.step += 1
+    state.images_seen += len(real) * state.world * t.d_steps
     return torch.cat([d_losses, g_losses[:1], d_probs, g_losses[1:]])
 
 
@@ -507,11 +582,13 @@ def make_record(state: TrainState, cfg: Config, acc: Accumulator, per_epoch: int
     steps_done = acc.count
     means, seconds = acc.pop()
     t = cfg.train
-    images = steps_done * t.batch_size * t.d_steps
+    global_batch = t.batch_size * state.world
+    images = steps_done * global_batch * t.d_steps
     rec = {
         "step": state.step,
         "epoch": round(state.step / per_epoch, 4),
-        "images_seen": state.step * t.batch_size * t.d_steps,
+        "images_seen": state.images_seen,
+        "global_batch": global_batch,
         **{k: round(v, 6) for k, v in means.items()},
         "loss_d": round(means["loss_d_real"] + means["loss_d_fake"], 6),
         "lr_g": state.opt_g.param_groups[0]["lr"],
@@ -541,35 +618,55 @@ def periodic(
     per_epoch: int,
     last: bool,
     watch: DivergenceWatch,
+    procs: Processes,
     tracker=None,
 ) -> None:
     """Stats, preview grids, FID and checkpoints, each on its own interval (all at the end);
-    nothing is written before the divergence check passes."""
+    nothing is written before the divergence check passes, and only rank 0 writes."""
     o, step = cfg.output, state.step
     log.advance()
     due_log = acc.count and (step % o.log_every == 0 or last)
     due_sample = step % o.sample_every == 0 or last
-    due_eval = tracker is not None and (step % o.eval_every == 0 or last)
+    due_eval = o.eval_every > 0 and (step % o.eval_every == 0 or last)
     due_ckpt = step % o.checkpoint_every == 0 or last
-    if due_log or due_sample or due_eval or due_ckpt:
-        check_finite(state, watch)
-    if due_log:
-        log.record(make_record(state, cfg, acc, per_epoch))
-    if due_sample:
-        write_sample(run_dir, state, cfg)
-    if due_eval:
-        evaluate_fid(run_dir, state, cfg, tracker, log)  # before the checkpoint saves best_fid
-    if due_ckpt:
-        write_checkpoint(run_dir, state, cfg, keep=step % o.checkpoint_every == 0)
+    if not (due_log or due_sample or due_eval or due_ckpt):
+        return
+    check_finite(state, watch, procs)
+    record = make_record(state, cfg, acc, per_epoch) if due_log else None  # every rank's mean
+
+    def write() -> None:
+        if record is not None:
+            log.record(record)
+        if due_sample:
+            write_sample(run_dir, state, cfg)
+        if due_eval:
+            evaluate_fid(run_dir, state, cfg, tracker, log)  # before the checkpoint saves best_fid
+        if due_ckpt:
+            write_checkpoint(run_dir, state, cfg, keep=step % o.checkpoint_every == 0)
+
+    procs.on_main(write)
 
 
-def check_finite(state: TrainState, watch: DivergenceWatch) -> None:
+def check_finite(state: TrainState, watch: DivergenceWatch, procs: Processes) -> None:
+    """Raise Diverged on every rank when any rank saw a non-finite statistic or weight."""
     nets = {"generator": state.generator, "discriminator": state.discriminator}
-    watch.check(state.step, nets)
+    try:
+        watch.check(state.step, nets)
+        problem = None
+    except Diverged as e:
+        problem = str(e)
+    problems = [p for p in procs.gather(problem) if p is not None]
+    if problems:
+        raise Diverged(problems[0])
 
 
 def roll_back(
-    run_dir: Path, state: TrainState, cfg: Config, error: Diverged, log: RunLogger
+    run_dir: Path,
+    state: TrainState,
+    cfg: Config,
+    error: Diverged,
+    log: RunLogger,
+    procs: Processes,
 ) -> None:
     """--on-nan rollback: reload the last good checkpoint with both learning rates lowered;
     re-raise `error` (with what to do) when stopping is asked for or the rollbacks are spent."""
@@ -585,11 +682,12 @@ def roll_back(
     lowered = [g["lr"] * t.rollback_lr_factor for opt in optimisers for g in opt.param_groups]
     count = state.rollbacks + 1
     restore(state, load_checkpoint(latest))  # replaces the optimisers' parameter groups
+    procs.seed(t.seed, state.step)
     groups = [g for opt in optimisers for g in opt.param_groups]
     for group, lr in zip(groups, lowered, strict=True):
         group["lr"] = lr
     state.rollbacks = count
-    rundir.truncate_stats(run_dir, state.step)
+    procs.on_main(rundir.truncate_stats, run_dir, state.step)
     log.info(
         f"{error}; rolled back to step {state.step} with learning rates x{t.rollback_lr_factor} "
         f"(rollback {count} of {t.max_rollbacks})"
@@ -642,45 +740,69 @@ def train(
 
     images: optional training images (uint8 or float in [-1, 1], (N, C, H, W)) instead of
     `cfg.data`; resume: a run directory to continue; models: networks to start from.
+    Under torchrun, this process joins the group and trains its share of each global batch.
     """
-    # --- set-up: device, determinism, the config a resumed run may use
-    device = pick_device(cfg.train.device)
+    with distributed.start(pick_device(cfg.train.device)) as procs:
+        return train_on(procs, cfg, images, resume=resume, models=models)
+
+
+def train_on(
+    procs: Processes,
+    cfg: Config,
+    images: Any | None = None,
+    *,
+    resume: str | Path | None = None,
+    models: tuple[Generator, Discriminator] | None = None,
+) -> TrainResult:
+    """The training loop of `train`, run by each of `procs`' processes (one without torchrun)."""
+    # --- set-up: determinism, and the run to continue: the one asked for, or after torchrun
+    # restarted the worker group, the run its first attempt started
+    device = procs.device
     set_determinism(cfg.train.deterministic)
+    if resume is None:
+        resume = procs.on_main(distributed.restarted_run, cfg.output.out, share=True)
     if resume is not None:
         cfg = resume_config(Path(resume), cfg)
     cfg = with_precision(cfg, device)
 
-    # --- data: decoded once, kept as uint8 on the device, normalised per batch
-    data = place_data(prepare_images(cfg, images), device)
-    per_epoch = steps_per_epoch(cfg, len(data))
-    n_steps = total_steps(cfg, len(data))
-    reals = RealBatches(data, cfg, device)
+    # --- data: decoded once (rank 0 first, filling the cache), kept as uint8 on the device,
+    # normalised per batch; each process takes its slice of every global batch
+    data = procs.main_first(lambda: place_data(prepare_images(cfg, images), device))
+    per_epoch = steps_per_epoch(cfg, len(data), procs.world)
+    n_steps = total_steps(cfg, len(data), procs.world)
+    reals = RealBatches(data, cfg, device, procs.rank, procs.world)
 
     # --- model and optimiser state, fresh or restored; the run directory only once all is valid
-    state = build_state(cfg, device, models)
+    state = build_state(cfg, device, models, procs)
     if resume is not None:
         run_dir = Path(resume)
-        resume_state(run_dir, state)
+        resume_state(run_dir, state, procs)
     else:
-        run_dir = rundir.create_run_dir(cfg)
-    rundir.write_config(run_dir, cfg)
+        run_dir = procs.on_main(new_run_dir, cfg, share=True)
+    procs.seed(cfg.train.seed, state.step)
+    procs.on_main(rundir.write_config, run_dir, cfg)
     loss = LOSSES[cfg.train.loss]
-    log = RunLogger(run_dir, n_steps, state.step)
+    log = RunLogger(run_dir, n_steps, state.step) if procs.main else QuietLogger()
     log.info(
         f"run {run_dir}: {len(data)} images, {per_epoch} steps/epoch, "
         f"steps {state.step}->{n_steps}, device {device}, precision {cfg.train.precision}"
     )
+    report_processes(log, cfg, procs)
     report_data(log, data)
     if state.step == 0:
-        write_sample(run_dir, state, cfg)
-        write_checkpoint(run_dir, state, cfg, keep=False)  # a start to resume or roll back to
-    acc, watch = Accumulator(), DivergenceWatch(STAT_KEYS)
+        procs.on_main(write_start, run_dir, state, cfg)
+    acc, watch = Accumulator(reduce=procs.mean), DivergenceWatch(STAT_KEYS)
     amp = Precision(cfg.train.precision, device.type)
-    tracker = make_tracker(cfg, device, log)
+    tracker = procs.on_main(make_tracker, cfg, device, log)
 
+    stopped = None
     with GracefulStop() as stop:
         try:
-            while state.step < n_steps and stop.signal is None:
+            while state.step < n_steps:
+                # --- a signal to any process stops them all, at the same step
+                stopped = procs.any_signal(stop.signal)
+                if stopped is not None:
+                    break
                 # --- the updates: D, G and the average, statistics kept on the device
                 stats = train_step(state, reals, loss, amp, cfg)
                 acc.add(stats)
@@ -688,18 +810,17 @@ def train(
                 # --- bookkeeping: logs, samples, FID and checkpoints, each on its interval
                 last = state.step == n_steps
                 try:
-                    periodic(run_dir, state, cfg, acc, log, per_epoch, last, watch, tracker)
+                    periodic(run_dir, state, cfg, acc, log, per_epoch, last, watch, procs, tracker)
                 except Diverged as e:
-                    roll_back(run_dir, state, cfg, e, log)
+                    roll_back(run_dir, state, cfg, e, log, procs)
                     acc.reset()
                     watch.reset()
             # --- the end: the summary figures, or a checkpoint and how to resume after a signal
-            stopped = stop.signal if state.step < n_steps else None
             if stopped is None:
-                finish(run_dir, log)
+                procs.on_main(finish, run_dir, log)
             else:
-                check_finite(state, watch)
-                stop_early(run_dir, state, cfg, stopped, log)
+                check_finite(state, watch, procs)
+                procs.on_main(stop_early, run_dir, state, cfg, stopped, log)
         finally:
             log.close()
     result = TrainResult(run_dir, state.generator, state.discriminator, state.step, state.ema)
@@ -707,10 +828,33 @@ def train(
     return result
 
 
-def resume_state(run_dir: Path, state: TrainState) -> None:
+def new_run_dir(cfg: Config) -> Path:
+    """A fresh numbered run directory, recorded for a torchrun restart to find."""
+    run_dir = rundir.create_run_dir(cfg)
+    distributed.remember_run(cfg.output.out, run_dir)
+    return run_dir
+
+
+def report_processes(log: RunLogger, cfg: Config, procs: Processes) -> None:
+    """Under torchrun: the global batch the processes make together (also in stats.jsonl)."""
+    if procs.world > 1:
+        t = cfg.train
+        log.info(
+            f"{procs.world} processes x batch {t.batch_size} = global batch "
+            f"{procs.world * t.batch_size}" + ("; BatchNorm synced" if t.sync_bn else "")
+        )
+
+
+def write_start(run_dir: Path, state: TrainState, cfg: Config) -> None:
+    """A fresh run's step-0 preview and checkpoint: a start to resume or roll back to."""
+    write_sample(run_dir, state, cfg)
+    write_checkpoint(run_dir, state, cfg, keep=False)
+
+
+def resume_state(run_dir: Path, state: TrainState, procs: Processes) -> None:
     """Load the run's latest checkpoint into `state`; a run killed before its first checkpoint
     has nothing to lose and starts again from step 0."""
     latest = run_dir / rundir.CHECKPOINT_DIR / "latest.pt"
     if latest.exists() or rundir.read_stats(run_dir):
         restore(state, load_checkpoint(latest))
-    rundir.truncate_stats(run_dir, state.step)
+    procs.on_main(rundir.truncate_stats, run_dir, state.step)
