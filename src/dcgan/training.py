@@ -818,6 +818,7 @@ def train_on(
             # --- the end: the summary figures, or a checkpoint and how to resume after a signal
             if stopped is None:
                 procs.on_main(finish, run_dir, log)
+                procs.on_main(distributed.forget_run, cfg.output.out)
             else:
                 check_finite(state, watch, procs)
                 procs.on_main(stop_early, run_dir, state, cfg, stopped, log)
@@ -843,6 +844,8 @@ def report_processes(log: RunLogger, cfg: Config, procs: Processes) -> None:
             f"{procs.world} processes x batch {t.batch_size} = global batch "
             f"{procs.world * t.batch_size}" + ("; BatchNorm synced" if t.sync_bn else "")
         )
+    if distributed.restart_count():
+        log.info(f"torchrun restart {distributed.restart_count()}: continuing from the checkpoint")
 
 
 def write_start(run_dir: Path, state: TrainState, cfg: Config) -> None:
