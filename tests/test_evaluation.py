@@ -144,6 +144,20 @@ def test_training_records_fid_and_keeps_the_best(
     assert state["best_fid"] == pytest.approx(fids[-1]["best_fid"], abs=1e-3)
 
 
+def test_an_ill_conditioned_fid_during_training_names_the_flag(
+    tiny_config: Config, tmp_path: Path, pixel_features, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dcgan import evaluation
+
+    def ill_conditioned(self, generator):
+        raise ValueError("fid: the matrix square root has an imaginary component")
+
+    monkeypatch.setattr(evaluation.FIDTracker, "__call__", ill_conditioned)
+    flat = {"dataset": "mnist-sample", "eval_every": 2, "cache_dir": str(tmp_path / "cache")}
+    with pytest.raises(ConfigError, match=r"eval_samples: fid: .*; raise --eval-samples"):
+        train(merge(tiny_config, flat, "t"))
+
+
 def test_evaluate_cli_writes_json_and_metrics(
     tiny_config: Config, tmp_path: Path, pixel_features
 ) -> None:

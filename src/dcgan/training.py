@@ -601,7 +601,10 @@ def make_record(state: TrainState, cfg: Config, acc: Accumulator, per_epoch: int
 def evaluate_fid(run_dir: Path, state: TrainState, cfg: Config, tracker, log: RunLogger) -> None:
     """Record the sampling generator's FID; export it as `generator-best` when it improves."""
     generator = sampler(state, cfg)
-    value = tracker(generator)
+    try:
+        value = tracker(generator)
+    except ValueError as e:  # an ill-conditioned FID: too few samples for its 2048 features
+        raise ConfigError(f"eval_samples: {e}; raise --eval-samples") from None
     if state.best_fid is None or value < state.best_fid:
         state.best_fid = value
         meta = {"step": state.step, "z_dist": cfg.train.z_dist, "fid": value}
