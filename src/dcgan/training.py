@@ -840,7 +840,8 @@ def new_run_dir(cfg: Config) -> Path:
 
 
 def report_processes(log: RunLogger, cfg: Config, procs: Processes) -> None:
-    """Under torchrun: the global batch the processes make together (also in stats.jsonl)."""
+    """Under torchrun: the global batch the processes make together (also in stats.jsonl),
+    and whether this attempt is a restart of a crashed worker group."""
     if procs.world > 1:
         t = cfg.train
         log.info(
