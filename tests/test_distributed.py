@@ -33,7 +33,7 @@ TINY_LR = Config().train.lr
 LOSSES = ("loss_d_real", "loss_d_fake", "loss_g", "d_real", "d_fake")
 
 
-def _torchrun(tmp_path: Path, nproc: int, *args: str, env: dict | None = None) -> str:
+def _torchrun(nproc: int, *args: str, env: dict | None = None) -> str:
     """Run `torchrun --nproc-per-node nproc <args>` to completion; its output on success."""
     cmd = [*TORCHRUN, str(nproc), *args]
     done = subprocess.run(
@@ -53,7 +53,7 @@ def _steps(run: Path) -> dict[int, dict]:
 
 
 def test_two_processes_then_resume_on_one(tmp_path: Path) -> None:
-    out = _torchrun(tmp_path, 2, "-m", "dcgan", "train", *tiny_flags(tmp_path))
+    out = _torchrun(2, "-m", "dcgan", "train", *tiny_flags(tmp_path))
     run = _run_dir(tmp_path)
     assert out.count("run directory:") == 1  # rank 0 alone reports
     rows = _steps(run)
@@ -82,7 +82,7 @@ def test_sync_bn_two_processes_match_one_with_the_same_global_batch(tmp_path: Pa
 
     def two(name: str, *extra: str) -> dict[int, dict]:
         root = tmp_path / name
-        _torchrun(root, 2, "-m", "dcgan", "train", *tiny_flags(root, batch_size=8), *flags, *extra)
+        _torchrun(2, "-m", "dcgan", "train", *tiny_flags(root, batch_size=8), *flags, *extra)
         return _steps(_run_dir(root))
 
     synced = two("synced", "--sync-bn")
@@ -105,7 +105,7 @@ def test_a_crashed_worker_is_restarted_and_the_run_completes(tmp_path: Path) -> 
     flag = tmp_path / "fault-happened"
     args = ["--max-restarts", "1", str(TESTS / "faulty_worker.py"), "train"]
     env = _fault(tmp_path, "crash", at_step=3)
-    _torchrun(tmp_path, 2, *args, *tiny_flags(tmp_path, steps=6, log_every=1), env=env)
+    _torchrun(2, *args, *tiny_flags(tmp_path, steps=6, log_every=1), env=env)
     assert flag.exists()  # the worker did crash once
     run = _run_dir(tmp_path)  # the restarted group went on with the same run
     assert list(_steps(run)) == [1, 2, 3, 4, 5, 6]  # step 3 redone from the step-2 checkpoint
@@ -117,7 +117,7 @@ def test_a_crashed_worker_is_restarted_and_the_run_completes(tmp_path: Path) -> 
 def test_a_nan_on_one_rank_rolls_every_rank_back(tmp_path: Path) -> None:
     flags = tiny_flags(tmp_path, steps=6, log_every=1, on_nan="rollback")
     env = _fault(tmp_path, "nan", at_step=2)
-    _torchrun(tmp_path, 2, str(TESTS / "faulty_worker.py"), "train", *flags, env=env)
+    _torchrun(2, str(TESTS / "faulty_worker.py"), "train", *flags, env=env)
     run = _run_dir(tmp_path)
     assert "rolled back to step 2" in (run / "log.txt").read_text()
     rows = _steps(run)
