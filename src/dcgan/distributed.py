@@ -91,10 +91,8 @@ class Processes:
                 error = e
         message = [value if share else None, error]
         dist.broadcast_object_list(message, src=0, group=self.control)
-        if error is not None:
-            raise error
         if message[1] is not None:
-            raise message[1]
+            raise error or message[1]  # rank 0 raises its own, with its traceback
         return value if self.main else message[0]
 
     def main_first(self, fn: Callable[[], T]) -> T:

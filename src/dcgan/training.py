@@ -848,8 +848,8 @@ def report_processes(log: RunLogger, cfg: Config, procs: Processes) -> None:
             f"{procs.world} processes x batch {t.batch_size} = global batch "
             f"{procs.world * t.batch_size}" + ("; BatchNorm synced" if t.sync_bn else "")
         )
-    if distributed.restart_count():
-        log.info(f"torchrun restart {distributed.restart_count()}: continuing from the checkpoint")
+    if restarts := distributed.restart_count():
+        log.info(f"torchrun restart {restarts}: continuing from the checkpoint")
 
 
 def write_start(run_dir: Path, state: TrainState, cfg: Config) -> None:
