@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from dcgan.config import ModelConfig
+from dcgan.kernels import Conv2d, ConvTranspose2d
 
 
 def _widths(base: int, cfg: ModelConfig) -> list[int]:
@@ -31,17 +32,17 @@ class Generator(nn.Module):
         self.cfg = cfg
         widths = _widths(cfg.ngf, cfg)
         layers: list[nn.Module] = [
-            nn.ConvTranspose2d(cfg.nz, widths[0], 4, 1, 0, bias=False),  # 1x1 -> 4x4
+            ConvTranspose2d(cfg.nz, widths[0], 4, 1, 0, bias=False),  # 1x1 -> 4x4
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(True),
         ]
         for w_in, w_out in pairwise(widths):
             layers += [
-                nn.ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False),
+                ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False),
                 nn.BatchNorm2d(w_out),
                 nn.ReLU(True),
             ]
-        layers += [nn.ConvTranspose2d(widths[-1], cfg.channels, 4, 2, 1, bias=False), nn.Tanh()]
+        layers += [ConvTranspose2d(widths[-1], cfg.channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
         init_weights(self)
 
@@ -59,12 +60,12 @@ class Discriminator(nn.Module):
         blocks = [self._block(cfg.channels, widths[0], batch_norm=False)]
         blocks += [self._block(a, b, batch_norm=True) for a, b in pairwise(widths)]
         self.blocks = nn.ModuleList(blocks)
-        self.head = nn.Conv2d(widths[-1], 1, 4, 1, 0, bias=False)  # 4x4 -> 1x1 logit
+        self.head = Conv2d(widths[-1], 1, 4, 1, 0, bias=False)  # 4x4 -> 1x1 logit
         init_weights(self)
 
     def _block(self, w_in: int, w_out: int, batch_norm: bool) -> nn.Sequential:
         # The paper puts no BatchNorm on D's input layer; bias is redundant before BatchNorm.
-        layers: list[nn.Module] = [nn.Conv2d(w_in, w_out, 4, 2, 1, bias=not batch_norm)]
+        layers: list[nn.Module] = [Conv2d(w_in, w_out, 4, 2, 1, bias=not batch_norm)]
         if batch_norm:
             layers.append(nn.BatchNorm2d(w_out))
         layers.append(nn.LeakyReLU(0.2, inplace=True))
