@@ -5,9 +5,11 @@ by side in one process.
 
 Reference: the eager loop of pytorch/examples `dcgan/main.py` written out below as it is there
 (fp32, NCHW, Sigmoid + BCELoss, D backpropagated on real then on fake, G on the same fakes
-with D's weight gradients computed too). Ours: `dcgan.training.train_step` with the default
-settings (precision 'auto', channels-last, losses on logits, uint8 data normalised per batch,
-the moving average of G). Both use the paper architecture (ngf = ndf = 64) at batch 128.
+with D's weight gradients computed too), on torch's own layer classes. Ours:
+`dcgan.training.train_step` with the default settings (precision 'auto', channels-last, losses
+on logits, uint8 data normalised per batch, the moving average of G, the bf16 CPU routes of
+`dcgan.kernels`); also timed with those routes off ("ours_torch_kernels"), to show what they
+buy. All use the paper architecture (ngf = ndf = 64) at batch 128.
 
 Rounds alternate the two loops so that load from other processes hits both alike; the ratio
 is taken per round and reported as min / median / max. Also printed: FLOPs per image per step
@@ -32,6 +34,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from dcgan import kernels
 from dcgan.config import Config, merge, validate
 from dcgan.data import ImageSet
 from dcgan.losses import LOSSES
@@ -83,11 +86,22 @@ def script_batches(cfg: Config) -> Callable[[], torch.Tensor]:
     return lambda: next(stream)[0]
 
 
+def torch_layers(model: nn.Module) -> nn.Module:
+    """`model` with its convolutions in torch's own classes, as the script builds them."""
+    for m in model.modules():
+        if isinstance(m, kernels.Conv2d):
+            m.__class__ = nn.Conv2d
+        elif isinstance(m, kernels.ConvTranspose2d):
+            m.__class__ = nn.ConvTranspose2d
+    return model
+
+
 def reference_loop(cfg: Config, loader: bool) -> Callable[[], None]:
     """One step of pytorch/examples dcgan/main.py per call, untouched: the baseline. Without
     `loader` its real batch is made once (no data cost); with it, from the script's loader."""
     b, nz, s, c = cfg.train.batch_size, cfg.model.nz, cfg.model.image_size, cfg.model.channels
-    netG, netD = Generator(cfg.model), nn.Sequential(Discriminator(cfg.model), nn.Sigmoid())
+    netG = torch_layers(Generator(cfg.model))
+    netD = nn.Sequential(torch_layers(Discriminator(cfg.model)), nn.Sigmoid())
     criterion = nn.BCELoss()
     optimizerD = torch.optim.Adam(netD.parameters(), lr=0.0002, betas=(0.5, 0.999))
     optimizerG = torch.optim.Adam(netG.parameters(), lr=0.0002, betas=(0.5, 0.999))
@@ -135,6 +149,16 @@ def project_loop(cfg: Config) -> tuple[Callable[[], None], RealBatches]:
     return (lambda: train_step(state, reals, loss, amp, cfg)), reals
 
 
+def without_routes(step: Callable[[], None]) -> Callable[[], None]:
+    """`step` with dcgan.kernels' routes off: torch's own kernels throughout."""
+
+    def run() -> None:
+        with kernels.disabled():
+            step()
+
+    return run
+
+
 def flops_per_image(step: Callable[[], None], batch: int) -> float:
     with FlopCounterMode(display=False) as counter:
         step()
@@ -156,6 +180,7 @@ def side_by_side(size: int, channels: int, args) -> dict:
         "reference": reference_loop(cfg, loader=False),
         "reference_with_loader": reference_loop(cfg, loader=True),
         "ours": ours,
+        "ours_torch_kernels": without_routes(project_loop(cfg)[0]),
     }
     flops = {name: flops_per_image(step, args.batch) for name, step in loops.items()}
     for step in loops.values():
@@ -174,6 +199,8 @@ def side_by_side(size: int, channels: int, args) -> dict:
     for ref in ("reference", "reference_with_loader"):
         ratios = [o / r for o, r in zip(rounds["ours"], rounds[ref], strict=True)]
         out[f"ratio_to_{ref}"] = summary(ratios, digits=2)
+    ratios = [o / r for o, r in zip(rounds["ours_torch_kernels"], rounds["reference"], strict=True)]
+    out["ratio_to_reference_without_routes"] = summary(ratios, digits=2)
     out["data_images_per_s"] = round(rate(lambda: reals(0), 20, args.batch))
     out["inference_images_per_s"] = round(inference_rate(cfg, args.batch))
     return out
@@ -270,7 +297,8 @@ def main() -> None:
         row = side_by_side(size, channels, args)
         for ref in ("reference", "reference_with_loader"):
             row[ref]["fraction_of_peak"] = round(row[ref]["gflop_per_s"] / peaks["fp32"], 3)
-        row["ours"]["fraction_of_peak"] = round(row["ours"]["gflop_per_s"] / peaks[precision], 3)
+        for ours in ("ours", "ours_torch_kernels"):
+            row[ours]["fraction_of_peak"] = round(row[ours]["gflop_per_s"] / peaks[precision], 3)
         report["shapes"].append(row)
         print(json.dumps(row), flush=True)
     report["dcgan_train_32x32x1_images_per_s"] = train_rate(args.train_steps, args.batch)

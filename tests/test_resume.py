@@ -8,9 +8,10 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import tiny_flags
+from dcgan.checkpoint import load_checkpoint
 from dcgan.cli import main
 from dcgan.config import Config, ConfigError, merge, validate
-from dcgan.training import train
+from dcgan.training import build_state, restore, train
 
 
 def _with(cfg: Config, **flat: object) -> Config:
@@ -80,3 +81,18 @@ def test_resume_drops_stats_logged_after_the_checkpoint(tiny_config: Config) -> 
 def test_resume_needs_a_run_directory(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert main(["train", "--resume", str(tmp_path)]) == 2
     assert "config.yaml is missing" in capsys.readouterr().err
+
+
+def test_resume_keeps_this_machines_optimiser_implementation(tiny_config: Config) -> None:
+    """A checkpoint from an unfused Adam (an older version, another device) resumes fused
+    where this device fuses, with its moments and step counts."""
+    run = train(tiny_config).run_dir
+    saved = load_checkpoint(run / "checkpoints" / "latest.pt")
+    for group in saved["opt_g"]["param_groups"]:
+        group["fused"], group["foreach"] = None, True
+    state = build_state(tiny_config, torch.device("cpu"))
+    restore(state, saved)
+    assert all(g["fused"] and not g["foreach"] for g in state.opt_g.param_groups)
+    moments = [s["exp_avg"] for s in state.opt_g.state.values()]
+    assert len(moments) == len(list(state.generator.parameters()))
+    assert all(float(s["step"]) == 4 for s in state.opt_g.state.values())

@@ -146,9 +146,16 @@ def _strided(layer: nn.Conv2d | nn.ConvTranspose2d, x: torch.Tensor, transposed:
         return _Strided.apply(x, layer.weight.to(bf16), bias, transposed)
 
 
-def _is_strided(layer: nn.Conv2d | nn.ConvTranspose2d) -> bool:
+def _strided_route_helps(layer: nn.Conv2d | nn.ConvTranspose2d, x: torch.Tensor) -> bool:
+    """Whether `layer` is a 4x4 stride-2 one that a route helps on input `x`: its
+    low-resolution side is at most 4x4, or its high-resolution side has one channel."""
     shape = (layer.kernel_size, layer.stride, layer.padding, layer.dilation, layer.groups)
-    return shape == ((K, K), (S, S), (P, P), (1, 1), 1)
+    if shape != ((K, K), (S, S), (P, P), (1, 1), 1):
+        return False
+    transposed = isinstance(layer, nn.ConvTranspose2d)
+    low = x.shape[-1] if transposed else x.shape[-1] // S
+    high_channels = layer.out_channels if transposed else layer.in_channels
+    return low <= 4 or high_channels == 1
 
 
 def _is_dense(layer: nn.Conv2d | nn.ConvTranspose2d) -> bool:
@@ -163,7 +170,7 @@ class Conv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if _applies(x) and self.padding_mode == "zeros":
-            if _is_strided(self):
+            if _strided_route_helps(self, x):
                 return _strided(self, x, transposed=False)
             if _is_dense(self) and x.shape[-2:] == self.weight.shape[-2:]:
                 # D's head: (B, C, K, K) . (Cout, C, K, K) -> (B, Cout, 1, 1)
@@ -179,7 +186,7 @@ class ConvTranspose2d(nn.ConvTranspose2d):
 
     def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
         if _applies(x) and output_size is None and self.output_padding == (0, 0):
-            if _is_strided(self):
+            if _strided_route_helps(self, x):
                 return _strided(self, x, transposed=True)
             if _is_dense(self) and x.shape[-2:] == (1, 1):
                 # G's first layer: (B, Cin) . (Cin, Cout, K, K) -> (B, Cout, K, K)
