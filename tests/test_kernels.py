@@ -130,3 +130,14 @@ def test_each_route_is_taken_on_its_shapes(monkeypatch: pytest.MonkeyPatch) -> N
     # G: 4x4 -> 8x8 weight gradient, spread onto 1 channel. D: spread input gradient of its
     # first layer, 8x8 -> 4x4 weight gradient.
     assert sorted(calls) == ["spread"] * 2 + ["strided_weight_grad"] * 2
+
+
+def test_scratch_memory_is_bounded_and_windows_stay_right() -> None:
+    sizes = [*range(2, 2 + 2 * kernels.SCRATCH_TENSORS, 2), 8, 8]  # evictions, then reuse
+    for size in sizes:
+        x = torch.randn(2, 3, size, size).contiguous(memory_format=CL)
+        rows = kernels.windows(x)
+        expected = nn.functional.unfold(x, 4, padding=1, stride=2)  # (B, C*K*K, L), (c, kh, kw)
+        expected = expected.view(2, 3, 4, 4, -1).permute(0, 4, 2, 3, 1).reshape(rows.shape)
+        assert torch.equal(rows, expected)
+    assert len(kernels._scratch) <= kernels.SCRATCH_TENSORS
