@@ -60,23 +60,30 @@ def config(size: int, channels: int, batch: int, **extra) -> Config:
 
 
 class ScriptImages(torch.utils.data.Dataset):
-    """The script's per-image path: uint8 image -> ToTensor -> Normalize((0.5,), (0.5,))."""
+    """The script's per-image path: uint8 image -> ToTensor -> Normalize((0.5,), (0.5,)), over
+    an epoch of `length` images (the distinct ones repeat)."""
 
-    def __init__(self, images: torch.Tensor):
-        self.images = images
+    def __init__(self, images: torch.Tensor, length: int):
+        self.images, self.length = images, length
 
     def __len__(self) -> int:
-        return len(self.images)
+        return self.length
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return (self.images[i].float() / 255 - 0.5) / 0.5, 0
+        return (self.images[i % len(self.images)].float() / 255 - 0.5) / 0.5, 0
 
 
 def script_batches(cfg: Config) -> Callable[[], torch.Tensor]:
-    """Real batches as the script's DataLoader gives them (shuffled, its default 2 workers)."""
+    """Real batches as the script's DataLoader gives them (shuffled, its default 2 workers).
+
+    The epoch is MNIST's 60,000 images, as long as the script's shortest: each epoch forks new
+    workers, and a fork makes the whole process pay copy-on-write page faults afterwards,
+    whichever loop runs next. A short epoch would fork far more often than the script does.
+    """
     b, s, c = cfg.train.batch_size, cfg.model.image_size, cfg.model.channels
     images = torch.randint(0, 256, (b * 32, c, s, s), dtype=torch.uint8)
-    loader = torch.utils.data.DataLoader(ScriptImages(images), b, shuffle=True, num_workers=2)
+    dataset = ScriptImages(images, length=60_000)
+    loader = torch.utils.data.DataLoader(dataset, b, shuffle=True, num_workers=2)
 
     def epochs():
         while True:
