@@ -20,6 +20,7 @@ STRIDED = [
     (True, 32, 16, 4, False),  # G's second layer: weight gradient as a matrix multiply
     (True, 16, 8, 8, False),  # low side 8x8: torch's weight gradient
     (True, 8, 1, 8, False),  # onto one channel: spread forward
+    (True, 8, 1, 4, True),  # ...with a bias, from a 4x4 side
     (True, 8, 3, 8, False),  # onto three channels: torch's
     (False, 1, 8, 16, True),  # D's first layer, grey: spread input gradient, bias
     (False, 3, 8, 16, True),  # D's first layer, colour
