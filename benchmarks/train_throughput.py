@@ -11,7 +11,7 @@ on logits, uint8 data normalised per batch, the moving average of G, the bf16 CP
 `dcgan.kernels`); also timed with those routes off ("ours_torch_kernels"), to show what they
 buy. All use the paper architecture (ngf = ndf = 64) at batch 128.
 
-Rounds alternate the two loops so that load from other processes hits both alike; the ratio
+Rounds alternate the loops so that load from other processes hits them alike; the ratio
 is taken per round and reported as min / median / max. Also printed: FLOPs per image per step
 (counted by torch's FlopCounterMode), achieved GFLOP/s and its fraction of the convolution
 peak this script measures, G's inference rate, the data path's rate, `dcgan train`'s own

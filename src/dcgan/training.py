@@ -252,7 +252,7 @@ def build_state(
     if t.sync_bn and procs.world > 1:
         g, d = procs.sync_batchnorm(g), procs.sync_batchnorm(d)
     # One fused kernel per parameter instead of a pass per Adam operation: 2.2 against 4.9 ms
-    # per step for both networks at 32x32 on the 2-core CPU. Same arithmetic.
+    # per step for both networks at 32x32 on the 2-core CPU. The same update.
     fused = device.type in ("cpu", "cuda")
     opt_g = torch.optim.Adam(
         g.parameters(), lr=t.lr_g or t.lr, betas=t.betas_g or (t.beta1, t.beta2), fused=fused
