@@ -98,7 +98,7 @@ class DCGAN:
         """Rebuild from `save()` output or a run directory (export, else latest checkpoint)."""
         directory = Path(directory)
         gan = cls(rundir.read_config(directory))
-        latest = directory / rundir.CHECKPOINT_DIR / "latest.pt"
+        latest = rundir.latest_checkpoint(directory)
         has_export = (directory / EXPORT_NAME).is_file()
         if has_export and (directory / D_EXPORT).is_file():
             gan.generator = load_export(directory)[0]

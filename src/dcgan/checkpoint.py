@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save
 from dcgan.config import ConfigError, ModelConfig, from_dict
 from dcgan.images import atomic_write
 from dcgan.models import Generator
+from dcgan.rundir import latest_checkpoint
 
 FORMAT_VERSION = 1
 EXPORT_NAME = "generator.safetensors"
@@ -113,7 +114,7 @@ def load_generator(source: str | Path) -> tuple[Generator, str]:
         generator.load_state_dict(state.get("ema") or state["generator"])
         return generator, state["config"]["train"]["z_dist"]
     if source.is_dir() and not (source / EXPORT_NAME).is_file():
-        latest = source / "checkpoints" / "latest.pt"
+        latest = latest_checkpoint(source)
         if latest.is_file():
             return load_generator(latest)
     generator, meta = load_export(source)

@@ -19,6 +19,11 @@ SAMPLES_DIR = "samples"
 _NUMBERED = re.compile(r"^(\d{5,})-")
 
 
+def latest_checkpoint(run_dir: str | Path) -> Path:
+    """Where a run keeps its most recent checkpoint, the one `--resume` continues from."""
+    return Path(run_dir) / CHECKPOINT_DIR / "latest.pt"
+
+
 def create_run_dir(cfg: Config) -> Path:
     """Make the next free `NNNNN-<dataset>-<size>` under `cfg.output.out` and return it.
 

@@ -366,7 +366,7 @@ def write_checkpoint(run_dir: Path, state: TrainState, cfg: Config, keep: bool) 
     sampling = sampler(state, cfg)  # first, so the saved average has matching statistics
     meta = {"step": state.step, "z_dist": cfg.train.z_dist, "ema": cfg.train.ema}
     try:
-        path = save_checkpoint(state_dict(state, cfg), *paths, ckpt_dir / "latest.pt")
+        path = save_checkpoint(state_dict(state, cfg), *paths, rundir.latest_checkpoint(run_dir))
         export_generator(sampling, run_dir, meta)
     except OSError as e:
         raise CheckpointError(
@@ -684,7 +684,7 @@ def roll_back(
 ) -> None:
     """--on-nan rollback: reload the last good checkpoint with both learning rates lowered;
     re-raise `error` (with what to do) when stopping is asked for or the rollbacks are spent."""
-    t, latest = cfg.train, run_dir / rundir.CHECKPOINT_DIR / "latest.pt"
+    t, latest = cfg.train, rundir.latest_checkpoint(run_dir)
     if t.on_nan != "rollback" or state.rollbacks >= t.max_rollbacks:
         spent = f"{state.rollbacks} rollbacks spent; " if t.on_nan == "rollback" else ""
         raise Diverged(
@@ -710,7 +710,7 @@ def roll_back(
 
 def stop_early(run_dir: Path, state: TrainState, cfg: Config, signal: str, log: RunLogger) -> None:
     """After SIGINT/SIGTERM: checkpoint the finished step (unless just done); say how to go on."""
-    latest = run_dir / rundir.CHECKPOINT_DIR / "latest.pt"
+    latest = rundir.latest_checkpoint(run_dir)
     if state.step % cfg.output.checkpoint_every != 0:
         write_checkpoint(run_dir, state, cfg, keep=False)
     log.info(f"stopped by {signal} at step {state.step}; checkpoint {latest}")
@@ -872,7 +872,7 @@ def write_start(run_dir: Path, state: TrainState, cfg: Config) -> None:
 def resume_state(run_dir: Path, state: TrainState, procs: Processes) -> None:
     """Load the run's latest checkpoint into `state`; a run killed before its first checkpoint
     has nothing to lose and starts again from step 0."""
-    latest = run_dir / rundir.CHECKPOINT_DIR / "latest.pt"
+    latest = rundir.latest_checkpoint(run_dir)
     if latest.exists() or rundir.read_stats(run_dir):
         restore(state, load_checkpoint(latest))
     procs.on_main(rundir.truncate_stats, run_dir, state.step)
