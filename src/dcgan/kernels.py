@@ -33,6 +33,7 @@ from torch import nn
 
 CL = torch.channels_last
 K, S, P = 4, 2, 1  # DCGAN's strided layers: 4x4 kernels, stride 2, padding 1
+MATMUL_SIDE = 4  # a low-resolution side up to this: the weight gradient is one matmul
 
 _enabled = True
 
@@ -144,7 +145,7 @@ class _Strided(torch.autograd.Function):
         low, high = (x, grad) if transposed else (grad, x)
         # A convolution's input gradient is a transposed convolution: onto one channel, spread.
         spread_x = ctx.needs_input_grad[0] and not transposed and weight.shape[1] == 1
-        matmul_w = ctx.needs_input_grad[1] and low.shape[-1] <= 4
+        matmul_w = ctx.needs_input_grad[1] and low.shape[-1] <= MATMUL_SIDE
         # Whatever is left goes to oneDNN, in one call.
         mask = [ctx.needs_input_grad[0] and not spread_x, ctx.needs_input_grad[1] and not matmul_w]
         grad_x = grad_w = None
@@ -177,7 +178,7 @@ def _strided_route_helps(layer: nn.Conv2d | nn.ConvTranspose2d, x: torch.Tensor)
     transposed = isinstance(layer, nn.ConvTranspose2d)
     low = x.shape[-1] if transposed else x.shape[-1] // S
     high_channels = layer.out_channels if transposed else layer.in_channels
-    return low <= 4 or high_channels == 1
+    return low <= MATMUL_SIDE or high_channels == 1
 
 
 def _is_dense(layer: nn.Conv2d | nn.ConvTranspose2d) -> bool:
