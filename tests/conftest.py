@@ -24,6 +24,11 @@ def tiny_config(tmp_path: Path) -> Config:
     return validate(cfg)
 
 
+def with_settings(cfg: Config, **flat: object) -> Config:
+    """`cfg` with flat settings (as CLI flags name them) overridden, validated."""
+    return validate(merge(cfg, flat, "test"))
+
+
 def tiny_flags(tmp_path: Path, **extra: object) -> list[str]:
     """The TINY config as `dcgan train` flags."""
     flags = {**{k: v for sec in TINY.values() for k, v in sec.items()}, **extra}

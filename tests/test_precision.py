@@ -8,9 +8,10 @@ import torch
 import yaml
 from torch import nn
 
+from conftest import with_settings
 from dcgan import precision
 from dcgan.checkpoint import load_checkpoint
-from dcgan.config import Config, ConfigError, merge, validate
+from dcgan.config import Config, ConfigError
 from dcgan.data import ImageSet
 from dcgan.losses import LOSSES
 from dcgan.precision import Precision, resolve_precision
@@ -20,13 +21,9 @@ from dcgan.training import RealBatches, build_state, restore, train, train_step
 CPU = torch.device("cpu")
 
 
-def _with(cfg: Config, **flat: object) -> Config:
-    return validate(merge(cfg, flat, "test"))
-
-
 @pytest.mark.parametrize("mode", ["fp32", "bf16", "fp16"])
 def test_each_precision_trains_without_nan(tiny_config: Config, mode: str) -> None:
-    result = train(_with(tiny_config, precision=mode, steps=6, loss="hinge"))
+    result = train(with_settings(tiny_config, precision=mode, steps=6, loss="hinge"))
     saved = yaml.safe_load((result.run_dir / "config.yaml").read_text())
     assert saved["train"]["precision"] == mode
     for net in (result.generator, result.discriminator):
@@ -36,7 +33,7 @@ def test_each_precision_trains_without_nan(tiny_config: Config, mode: str) -> No
 
 
 def test_fp16_resume_restores_the_loss_scalers(tiny_config: Config) -> None:
-    cfg = _with(tiny_config, precision="fp16")
+    cfg = with_settings(tiny_config, precision="fp16")
     run = train(cfg).run_dir
     saved = load_checkpoint(run / "checkpoints" / "latest.pt")["scalers"]
     state = build_state(cfg, CPU)
@@ -57,13 +54,13 @@ def test_auto_picks_bf16_only_where_the_cpu_has_it(monkeypatch, flags, expected)
 
 def test_auto_is_recorded_as_what_it_resolved_to(tiny_config: Config, monkeypatch) -> None:
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
-    run = train(_with(tiny_config, steps=2)).run_dir
+    run = train(with_settings(tiny_config, steps=2)).run_dir
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["precision"] == "fp32"
 
 
 def test_unknown_precision_is_a_one_line_error(tiny_config: Config) -> None:
     with pytest.raises(ConfigError, match="precision: 'fp8' is not one of auto, fp32"):
-        _with(tiny_config, precision="fp8")
+        with_settings(tiny_config, precision="fp8")
 
 
 def test_fp16_autocast_runs_convolutions_in_fp16() -> None:
@@ -102,7 +99,7 @@ def reference_step(netG, netD, optG, optD, real, z) -> list[float]:
 
 
 def test_fp32_step_matches_the_reference_loop(tiny_config: Config) -> None:
-    cfg = _with(tiny_config, precision="fp32", ema=0.0, batch_size=16)
+    cfg = with_settings(tiny_config, precision="fp32", ema=0.0, batch_size=16)
     state = build_state(cfg, CPU)
     netG = copy.deepcopy(state.generator).to(memory_format=torch.contiguous_format)
     netD = nn.Sequential(copy.deepcopy(state.discriminator), nn.Sigmoid())

@@ -7,23 +7,19 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import tiny_flags
+from conftest import tiny_flags, with_settings
 from dcgan.checkpoint import load_checkpoint
 from dcgan.cli import main
-from dcgan.config import Config, ConfigError, merge, validate
+from dcgan.config import Config, ConfigError
 from dcgan.training import build_state, restore, train
-
-
-def _with(cfg: Config, **flat: object) -> Config:
-    return validate(merge(cfg, flat, "test"))
 
 
 @pytest.mark.parametrize("tricks", [{}, {"d_dropout": 0.2, "d_steps": 2, "z_dist": "uniform"}])
 def test_n_plus_n_equals_2n_bitwise(tiny_config: Config, tricks: dict) -> None:
-    cfg = _with(tiny_config, deterministic=True, steps=6, checkpoint_every=100, **tricks)
+    cfg = with_settings(tiny_config, deterministic=True, steps=6, checkpoint_every=100, **tricks)
     straight = train(cfg)
-    half = train(_with(cfg, steps=3))
-    resumed = train(_with(cfg, steps=6), resume=half.run_dir)
+    half = train(with_settings(cfg, steps=3))
+    resumed = train(with_settings(cfg, steps=6), resume=half.run_dir)
     assert resumed.step == 6
     a = load_file(straight.run_dir / "generator.safetensors")
     b = load_file(resumed.run_dir / "generator.safetensors")
@@ -58,7 +54,7 @@ def test_resume_refuses_a_changed_config(
 ) -> None:
     run = train(tiny_config).run_dir
     with pytest.raises(ConfigError, match=r"train\.lr: 0\.0002 -> 0\.001"):
-        train(_with(tiny_config, lr=1e-3, steps=8), resume=run)
+        train(with_settings(tiny_config, lr=1e-3, steps=8), resume=run)
     capsys.readouterr()
     assert main(["train", "--resume", str(run), "--lr", "0.001", "--loss", "hinge"]) == 2
     err = capsys.readouterr().err
@@ -66,12 +62,12 @@ def test_resume_refuses_a_changed_config(
 
 
 def test_resume_drops_stats_logged_after_the_checkpoint(tiny_config: Config) -> None:
-    cfg = _with(tiny_config, checkpoint_every=2, log_every=1, steps=3)
+    cfg = with_settings(tiny_config, checkpoint_every=2, log_every=1, steps=3)
     run = train(cfg).run_dir
     # simulate a crash after step 3 was logged but before its checkpoint was written
     ckpt = run / "checkpoints"
     (ckpt / "step-000002.pt").replace(ckpt / "latest.pt")
-    resumed = train(_with(cfg, steps=4), resume=run)
+    resumed = train(with_settings(cfg, steps=4), resume=run)
     steps = [
         json.loads(x)["step"] for x in (resumed.run_dir / "stats.jsonl").read_text().splitlines()
     ]

@@ -15,20 +15,16 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import tiny_flags
+from conftest import tiny_flags, with_settings
 from dcgan import checkpoint, training
 from dcgan.checkpoint import CheckpointError, load_checkpoint
 from dcgan.cli import main
-from dcgan.config import Config, merge, validate
+from dcgan.config import merge, validate
 from dcgan.guards import Diverged
 from dcgan.rundir import read_config, read_stats
 from dcgan.training import train
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
-
-
-def _with(cfg: Config, **flat: object) -> Config:
-    return validate(merge(cfg, flat, "test"))
 
 
 def _launch(tmp_path: Path, *extra: str) -> subprocess.Popen:
@@ -148,7 +144,7 @@ def _all_checkpoints_finite(run: Path) -> None:
 def test_nan_stops_the_run_naming_step_and_network(tiny_config, monkeypatch, capsys) -> None:
     _inject_nan_once(monkeypatch, at_step=5)
     with pytest.raises(Diverged, match=r"at step 6: .*nan.*generator") as caught:
-        train(_with(tiny_config, steps=8))
+        train(with_settings(tiny_config, steps=8))
     assert "--on-nan rollback" in str(caught.value)
     run = _run_dir(Path(tiny_config.output.out).parent)
     assert _latest_step(run) == 4
@@ -165,7 +161,7 @@ def test_nan_in_the_cli_is_one_line_and_exit_1(tmp_path: Path, monkeypatch, caps
 
 def test_rollback_reloads_with_lower_lr_and_finishes(tiny_config, monkeypatch) -> None:
     _inject_nan_once(monkeypatch, at_step=5)
-    result = train(_with(tiny_config, steps=8, on_nan="rollback"))
+    result = train(with_settings(tiny_config, steps=8, on_nan="rollback"))
     assert result.step == 8
     _all_checkpoints_finite(result.run_dir)
     saved = load_checkpoint(result.run_dir / "checkpoints" / "latest.pt")
@@ -184,7 +180,7 @@ def test_rollbacks_are_limited(tiny_config, monkeypatch) -> None:
 
     monkeypatch.setattr(training, "train_step", always_nan)
     with pytest.raises(Diverged, match="2 rollbacks spent"):
-        train(_with(tiny_config, steps=8, on_nan="rollback", max_rollbacks=2))
+        train(with_settings(tiny_config, steps=8, on_nan="rollback", max_rollbacks=2))
 
 
 # ---------------------------------------------------------------------------- writes
@@ -205,7 +201,7 @@ def test_a_write_failing_half_way_keeps_the_previous_checkpoint(tiny_config, mon
 
     monkeypatch.setattr(checkpoint, "atomic_write", disk_full_at_step_4)
     with pytest.raises(CheckpointError, match=r"step 4 checkpoint .*No space left on device"):
-        train(_with(tiny_config, steps=6))
+        train(with_settings(tiny_config, steps=6))
     run = _run_dir(Path(tiny_config.output.out).parent)
     assert _latest_step(run) == 2
     assert not (run / "checkpoints" / "step-000004.pt").exists()

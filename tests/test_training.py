@@ -6,8 +6,9 @@ import torch
 import yaml
 from PIL import Image
 
+from conftest import with_settings
 from dcgan.checkpoint import load_checkpoint
-from dcgan.config import Config, ConfigError, merge, validate
+from dcgan.config import Config, ConfigError, merge
 from dcgan.training import train
 
 STAT_FIELDS = {
@@ -24,10 +25,6 @@ STAT_FIELDS = {
     "lr_d",
     "images_per_s",
 }
-
-
-def _with(cfg: Config, **flat: object) -> Config:
-    return validate(merge(cfg, flat, "test"))
 
 
 def test_run_directory_layout(tiny_config: Config) -> None:
@@ -73,7 +70,7 @@ def test_runs_are_numbered_and_never_overwritten(tiny_config: Config) -> None:
 
 
 def test_epochs_define_the_length(tiny_config: Config) -> None:
-    cfg = _with(tiny_config, steps=None, epochs=2, batch_size=128)
+    cfg = with_settings(tiny_config, steps=None, epochs=2, batch_size=128)
     result = train(cfg)  # fake has 512 images: 4 steps per epoch
     assert result.step == 8
 
@@ -156,7 +153,7 @@ TRICKS = {
 
 @pytest.mark.parametrize("trick", sorted(TRICKS))
 def test_every_trick_trains(tiny_config: Config, trick: str) -> None:
-    cfg = _with(tiny_config, **TRICKS[trick])
+    cfg = with_settings(tiny_config, **TRICKS[trick])
     result = train(cfg)
     records = [json.loads(x) for x in (result.run_dir / "stats.jsonl").read_text().splitlines()]
     assert records and all(torch.isfinite(torch.tensor(r["loss_g"])) for r in records)
@@ -164,7 +161,7 @@ def test_every_trick_trains(tiny_config: Config, trick: str) -> None:
 
 
 def test_tricks_change_the_optimisers(tiny_config: Config) -> None:
-    cfg = _with(tiny_config, **TRICKS["separate lr and betas"])
+    cfg = with_settings(tiny_config, **TRICKS["separate lr and betas"])
     run = train(cfg).run_dir
     state = load_checkpoint(run / "checkpoints" / "latest.pt")
     g_group, d_group = state["opt_g"]["param_groups"][0], state["opt_d"]["param_groups"][0]
@@ -175,14 +172,14 @@ def test_tricks_change_the_optimisers(tiny_config: Config) -> None:
 def test_feature_matching_weight_anneals_to_zero(tiny_config: Config) -> None:
     from dcgan.training import fm_weight_at
 
-    cfg = _with(tiny_config, feature_matching=2.0, feature_matching_steps=4)
+    cfg = with_settings(tiny_config, feature_matching=2.0, feature_matching_steps=4)
     assert [fm_weight_at(cfg, s) for s in range(6)] == [2.0, 1.5, 1.0, 0.5, 0.0, 0.0]
     records = [json.loads(x) for x in (train(cfg).run_dir / "stats.jsonl").read_text().splitlines()]
     assert records[0]["loss_fm"] > 0
 
 
 def test_more_d_steps_consume_more_data(tiny_config: Config) -> None:
-    run = train(_with(tiny_config, d_steps=3)).run_dir
+    run = train(with_settings(tiny_config, d_steps=3)).run_dir
     last = json.loads((run / "stats.jsonl").read_text().splitlines()[-1])
     assert last["images_seen"] == 4 * 3 * 8
 
@@ -199,7 +196,7 @@ def test_clipping_bounds_the_gradient_norm(tiny_config: Config) -> None:
 
 def test_dataset_smaller_than_a_batch_is_a_clear_error(tiny_config: Config) -> None:
     with pytest.raises(ConfigError, match="lower --batch-size"):
-        train(_with(tiny_config, batch_size=1024))
+        train(with_settings(tiny_config, batch_size=1024))
     assert not Path(tiny_config.output.out).exists() or not any(
         Path(tiny_config.output.out).iterdir()
     )
