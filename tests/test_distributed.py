@@ -19,7 +19,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from conftest import TINY, tiny_flags
+from conftest import TINY, tiny_flags, with_settings
 from dcgan.cli import main
 from dcgan.config import Config, ConfigError, merge, validate
 from dcgan.data import ImageSet
@@ -128,18 +128,14 @@ def test_a_nan_on_one_rank_rolls_every_rank_back(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- global batches
 
 
-def _tiny(tmp_path: Path, **flat: object) -> Config:
-    cfg = merge(Config(), TINY, "test")
-    cfg.output.out = str(tmp_path / "runs")
-    return validate(merge(cfg, flat, "test"))
-
-
 @pytest.mark.parametrize("world", [2, 4])
-def test_process_slices_make_up_the_single_process_batch(tmp_path: Path, world: int) -> None:
-    cfg = _tiny(tmp_path, batch_size=4, flip=True)
+def test_process_slices_make_up_the_single_process_batch(tiny_config: Config, world: int) -> None:
+    cfg = with_settings(tiny_config, batch_size=4, flip=True)
     images = torch.randint(0, 256, (64, 1, 16, 16), dtype=torch.uint8)
     data = ImageSet(images, source="test")
-    whole = RealBatches(data, _tiny(tmp_path, batch_size=4 * world, flip=True), torch.device("cpu"))
+    whole = RealBatches(
+        data, with_settings(tiny_config, batch_size=4 * world, flip=True), torch.device("cpu")
+    )
     parts = [RealBatches(data, cfg, torch.device("cpu"), r, world) for r in range(world)]
     for number in (0, 1, 7):  # 7 is in the second epoch at world 4
         assert torch.equal(torch.cat([p(number) for p in parts]), whole(number))
@@ -158,9 +154,9 @@ def test_noise_slices_make_up_the_global_noise(world: int) -> None:
     assert torch.equal(torch.cat([draw_z(state(r), 4, cfg) for r in range(world)]), expected)
 
 
-def test_too_few_images_for_the_global_batch_names_the_processes(tmp_path: Path) -> None:
+def test_too_few_images_for_the_global_batch_names_the_processes(tiny_config: Config) -> None:
     with pytest.raises(ConfigError, match="x 4 processes needs at least 128 images"):
-        steps_per_epoch(_tiny(tmp_path, batch_size=32), 100, world=4)
+        steps_per_epoch(with_settings(tiny_config, batch_size=32), 100, world=4)
 
 
 # ---------------------------------------------------------------------------- collectives
