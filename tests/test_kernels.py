@@ -18,7 +18,8 @@ CL = torch.channels_last
 # (transposed, in channels, out channels, input size, bias): every route and its neighbours
 STRIDED = [
     (True, 32, 16, 4, False),  # G's second layer: weight gradient as a matrix multiply
-    (True, 16, 8, 8, False),  # low side 8x8: torch's weight gradient
+    (True, 16, 8, 8, False),  # low side 8x8: matrix multiply too
+    (True, 8, 4, 16, False),  # low side 16x16: torch's weight gradient
     (True, 8, 1, 8, False),  # onto one channel: spread forward
     (True, 8, 1, 4, True),  # ...with a bias, from a 4x4 side
     (True, 8, 3, 8, False),  # onto three channels: torch's
@@ -26,6 +27,7 @@ STRIDED = [
     (False, 3, 8, 16, True),  # D's first layer, colour
     (False, 16, 32, 8, False),  # D's last strided layer: low side 4x4
     (False, 8, 16, 16, False),  # low side 8x8
+    (False, 4, 8, 32, False),  # low side 16x16: torch's
     (False, 16, 16, 6, True),  # odd low side (3x3), with bias
 ]
 
@@ -125,12 +127,13 @@ def test_each_route_is_taken_on_its_shapes(monkeypatch: pytest.MonkeyPatch) -> N
     for name in ("strided_weight_grad", "spread"):
         route = getattr(kernels, name)
         monkeypatch.setattr(kernels, name, lambda *a, _r=route, _n=name: calls.append(_n) or _r(*a))
-    cfg = ModelConfig(image_size=16, channels=1, ngf=8, ndf=8, nz=8)
+    cfg = ModelConfig(image_size=32, channels=1, ngf=8, ndf=8, nz=8)
     pair = nn.Sequential(Generator(cfg), Discriminator(cfg)).to(memory_format=CL)
     _run(pair, torch.randn(4, 8), ours=True)
-    # G: 4x4 -> 8x8 weight gradient, spread onto 1 channel. D: spread input gradient of its
-    # first layer, 8x8 -> 4x4 weight gradient.
-    assert sorted(calls) == ["spread"] * 2 + ["strided_weight_grad"] * 2
+    # G: 4x4 -> 8x8 and 8x8 -> 16x16 weight gradients, spread onto 1 channel (its 16x16 weight
+    # gradient is torch's). D: spread input gradient of its first layer (weight gradient:
+    # torch's), 16x16 -> 8x8 and 8x8 -> 4x4 weight gradients.
+    assert sorted(calls) == ["spread"] * 2 + ["strided_weight_grad"] * 4
 
 
 def test_scratch_memory_is_bounded_and_windows_stay_right() -> None:

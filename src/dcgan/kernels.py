@@ -3,9 +3,12 @@
 Under bf16 autocast on a CPU, oneDNN runs most of DCGAN's layers at 300-450 GFLOP/s on the
 2-core AVX-512 BF16 machine this was measured on, but a few shapes run far below that:
 
-- the weight gradient of a 4x4 stride-2 layer whose low-resolution side is 4x4 (G's second
-  layer, D's last strided layer). As one matrix multiply of the input's 4x4 windows, it runs
-  at the machine's matrix-multiply rate (about 360 GFLOP/s);
+- the weight gradient of a 4x4 stride-2 layer whose low-resolution side is 4x4 or 8x8 (G's
+  second and third layers, D's last two strided layers). Inside a training step oneDNN ran
+  it at about 155 GFLOP/s at 8x8 (13.8 ms per call at 32x32, batch 128; `ONEDNN_VERBOSE`
+  times). As one matrix multiply of the input's 4x4 windows it runs at the machine's
+  matrix-multiply rate (300-360 GFLOP/s; 6.9 ms with the windows' copy). At 16x16 (64x64
+  images) oneDNN ran at 250-290 GFLOP/s, and the windows would take 67 MB: left to oneDNN;
 - a transposed convolution onto one channel (G's output layer on grey images, and the input
   gradient of D's first layer): a matrix multiply and `fold` take half the time;
 - G's first layer (1x1 -> 4x4) and D's head (4x4 -> 1x1) are dense layers written as
@@ -33,7 +36,7 @@ from torch import nn
 
 CL = torch.channels_last
 K, S, P = 4, 2, 1  # DCGAN's strided layers: 4x4 kernels, stride 2, padding 1
-MATMUL_SIDE = 4  # a low-resolution side up to this: the weight gradient is one matmul
+MATMUL_SIDE = 8  # a low-resolution side up to this: the weight gradient is one matmul
 
 _enabled = True
 
@@ -171,7 +174,7 @@ def _strided(layer: nn.Conv2d | nn.ConvTranspose2d, x: torch.Tensor, transposed:
 
 def _strided_route_helps(layer: nn.Conv2d | nn.ConvTranspose2d, x: torch.Tensor) -> bool:
     """Whether `layer` is a 4x4 stride-2 one that a route helps on input `x`: its
-    low-resolution side is at most 4x4, or its high-resolution side has one channel."""
+    low-resolution side is at most MATMUL_SIDE, or its high-resolution side has one channel."""
     shape = (layer.kernel_size, layer.stride, layer.padding, layer.dilation, layer.groups)
     if shape != ((K, K), (S, S), (P, P), (1, 1), 1):
         return False
