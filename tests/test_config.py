@@ -60,6 +60,8 @@ def test_yaml_round_trip() -> None:
         ({"learning_rate": 1}, "unknown setting 'learning_rate'"),
         ({"train": {"lrr": 1}}, "unknown setting 'train.lrr' (did you mean 'lr'?)"),
         ({"train": 3}, "must be a mapping"),
+        ({None: 1}, "unknown setting None"),  # YAML's bare '?' is a null key
+        ({"train": {1: 2}}, "unknown setting 'train.1'"),
     ],
 )
 def test_bad_values_are_one_line_errors(overrides: dict, fragment: str) -> None:
@@ -80,6 +82,10 @@ def test_bad_yaml_files(tmp_path: Path) -> None:
         resolve(listy)
     with pytest.raises(ConfigError, match="cannot read config file"):
         resolve(tmp_path / "missing.yaml")
+    null_key = tmp_path / "null.yaml"
+    null_key.write_text("?\n")  # a mapping whose one key is null, found by test_fuzz
+    with pytest.raises(ConfigError, match=r"null\.yaml: unknown setting None"):
+        resolve(null_key)
 
 
 def test_yaml_cannot_construct_python_objects(tmp_path: Path) -> None:

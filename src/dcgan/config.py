@@ -221,9 +221,11 @@ def _set_leaf(cfg: Config, section: str, name: str, value: Any, source: str) -> 
     setattr(sec, name, coerce(value, leaf_type(section, name), f"{source}: {section}.{name}"))
 
 
-def _suggest(key: str) -> str:
+def _suggest(key: Any) -> str:
     import difflib
 
+    if not isinstance(key, str):  # YAML keys may be null or numbers: nothing is close
+        return ""
     names = list(leaf_fields()) + [s.name for s in fields(Config)]
     close = difflib.get_close_matches(key.replace("-", "_"), names, n=1)
     return f" (did you mean '{close[0]}'?)" if close else ""
