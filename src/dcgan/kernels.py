@@ -15,9 +15,11 @@ Under bf16 autocast on a CPU, oneDNN runs most of DCGAN's layers at 300-450 GFLO
   convolutions: as matrix multiplies they take a quarter to a half of the time.
 
 `python benchmarks/conv_kernels.py` times each layer forward and backward at batch 128, with
-torch's kernels and with these routes. In the run recorded in the README, the routed layers
-were 1.14-1.56x faster (2.4-4.6x for G's first layer and D's head), and every other layer
-was unchanged.
+torch's kernels and with these routes. In the run recorded in the README, the 4x4 and
+one-channel routes were 1.2-1.8x faster, G's first layer and D's head 3.4-5.7x, and the 8x8
+layers equal: oneDNN's weight-gradient kernel there runs at one of two speeds fixed per
+process (7.4-8.4 or 12.1 ms alone), and that process had the fast one. Inside training steps
+it took 13.3-15.5 ms against the matrix multiply's 6.4-6.9.
 
 `Conv2d` and `ConvTranspose2d` below are torch's layers (same parameters and state dict) that
 take those routes when they apply: on the CPU, under bf16 autocast, outside torch.compile.
