@@ -7,8 +7,9 @@ Under bf16 autocast on a CPU, oneDNN runs most of DCGAN's layers at 300-450 GFLO
   second and third layers, D's last two strided layers). Inside a training step oneDNN ran
   it at about 155 GFLOP/s at 8x8 (13.8 ms per call at 32x32, batch 128; `ONEDNN_VERBOSE`
   times). As one matrix multiply of the input's 4x4 windows it runs at the machine's
-  matrix-multiply rate (300-360 GFLOP/s; 6.9 ms with the windows' copy). At 16x16 (64x64
-  images) oneDNN ran at 250-290 GFLOP/s, and the windows would take 67 MB: left to oneDNN;
+  matrix-multiply rate (300-360 GFLOP/s; 6.9 ms, and 1.1 ms to copy the windows). At 16x16
+  (64x64 images) oneDNN ran at 250-290 GFLOP/s, and the windows would take 67 MB: left to
+  oneDNN;
 - a transposed convolution onto one channel (G's output layer on grey images, and the input
   gradient of D's first layer): a matrix multiply and `fold` take half the time;
 - G's first layer (1x1 -> 4x4) and D's head (4x4 -> 1x1) are dense layers written as
@@ -19,7 +20,7 @@ torch's kernels and with these routes. In the run recorded in the README, the 4x
 one-channel routes were 1.2-1.8x faster, G's first layer and D's head 3.4-5.7x, and the 8x8
 layers equal: oneDNN's weight-gradient kernel there runs at one of two speeds fixed per
 process (7.4-8.4 or 12.1 ms alone), and that process had the fast one. Inside training steps
-it took 13.3-15.5 ms against the matrix multiply's 6.4-6.9.
+it took 13.3-15.5 ms against the matrix multiply's 6.4-6.9 and the windows' 1.1.
 
 `Conv2d` and `ConvTranspose2d` below are torch's layers (same parameters and state dict) that
 take those routes when they apply: on the CPU, under bf16 autocast, outside torch.compile.
