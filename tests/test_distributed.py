@@ -24,7 +24,7 @@ from dcgan.cli import main
 from dcgan.config import Config, ConfigError, merge, validate
 from dcgan.data import ImageSet
 from dcgan.distributed import Processes, SyncBatchNorm2d
-from dcgan.rundir import read_stats
+from dcgan.rundir import latest_checkpoint, read_stats
 from dcgan.training import RealBatches, TrainState, draw_z, steps_per_epoch
 
 TESTS = Path(__file__).parent
@@ -60,7 +60,7 @@ def test_two_processes_then_resume_on_one(tmp_path: Path) -> None:
     assert list(rows) == [2, 4]
     assert rows[4]["global_batch"] == 2 * TINY["train"]["batch_size"]
     assert rows[4]["images_seen"] == 4 * rows[4]["global_batch"]
-    saved = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    saved = torch.load(latest_checkpoint(run), weights_only=True)
     assert saved["world"] == 2 and saved["step"] == 4
     assert not any(k.startswith("module.") for k in saved["generator"])  # unwrapped weights
     assert not list((tmp_path / "runs").glob(".torchrun-*"))  # a complete run leaves no marker
@@ -70,7 +70,7 @@ def test_two_processes_then_resume_on_one(tmp_path: Path) -> None:
     assert list(rows) == [2, 4, 6]
     assert rows[6]["global_batch"] == TINY["train"]["batch_size"]
     assert rows[6]["images_seen"] == rows[4]["images_seen"] + 2 * rows[6]["global_batch"]
-    resumed = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    resumed = torch.load(latest_checkpoint(run), weights_only=True)
     assert resumed["world"] == 1 and resumed["step"] == 6
 
 
@@ -109,7 +109,7 @@ def test_a_crashed_worker_is_restarted_and_the_run_completes(tmp_path: Path) -> 
     assert flag.exists()  # the worker did crash once
     run = _run_dir(tmp_path)  # the restarted group went on with the same run
     assert list(_steps(run)) == [1, 2, 3, 4, 5, 6]  # step 3 redone from the step-2 checkpoint
-    assert torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["step"] == 6
+    assert torch.load(latest_checkpoint(run), weights_only=True)["step"] == 6
     log = (run / "log.txt").read_text()
     assert "torchrun restart 1" in log
 
@@ -286,6 +286,6 @@ def test_sigterm_stops_the_group_at_one_step_with_a_checkpoint(tmp_path: Path, t
     # torchrun reports its own SIGTERM as a failure; the workers exit 0 after checkpointing
     assert launcher.returncode == (1 if target == "torchrun" else 0), out[-3000:]
     run = _run_dir(tmp_path)
-    saved = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    saved = torch.load(latest_checkpoint(run), weights_only=True)
     assert 0 < saved["step"] < 100000
     assert f"stopped by SIGTERM at step {saved['step']}" in (run / "log.txt").read_text()

@@ -28,6 +28,7 @@ from dcgan.evaluation import (
     reference_features,
     reference_part,
 )
+from dcgan.rundir import latest_checkpoint
 from dcgan.training import train
 
 
@@ -140,7 +141,7 @@ def test_training_records_fid_and_keeps_the_best(
     meta = json.loads((result.run_dir / "generator-best.json").read_text())
     assert meta["fid"] == pytest.approx(fids[-1]["best_fid"], abs=1e-3)
     assert best.cfg.image_size == 16
-    state = load_checkpoint(result.run_dir / "checkpoints" / "latest.pt")
+    state = load_checkpoint(latest_checkpoint(result.run_dir))
     assert state["best_fid"] == pytest.approx(fids[-1]["best_fid"], abs=1e-3)
 
 

@@ -6,6 +6,7 @@ import torch
 from dcgan.cli import main
 from dcgan.config import Config
 from dcgan.images import read_png
+from dcgan.rundir import latest_checkpoint
 from dcgan.sampling import seed_for, z_for_indices
 from dcgan.training import train
 
@@ -73,7 +74,7 @@ def test_export_alone_and_checkpoint_give_the_same_images(
     main(
         [
             "generate",
-            str(trained_run / "checkpoints" / "latest.pt"),
+            str(latest_checkpoint(trained_run)),
             "--num",
             "4",
             "--out",

@@ -15,6 +15,7 @@ from dcgan.config import Config, ConfigError
 from dcgan.data import ImageSet
 from dcgan.losses import LOSSES
 from dcgan.precision import Precision, resolve_precision
+from dcgan.rundir import latest_checkpoint
 from dcgan.sampling import sample_z
 from dcgan.training import RealBatches, build_state, restore, train, train_step
 
@@ -28,16 +29,16 @@ def test_each_precision_trains_without_nan(tiny_config: Config, mode: str) -> No
     assert saved["train"]["precision"] == mode
     for net in (result.generator, result.discriminator):
         assert all(torch.isfinite(p).all() for p in net.parameters())
-    ckpt = load_checkpoint(result.run_dir / "checkpoints" / "latest.pt")
+    ckpt = load_checkpoint(latest_checkpoint(result.run_dir))
     assert (ckpt["scalers"] is not None) == (mode == "fp16")
 
 
 def test_fp16_resume_restores_the_loss_scalers(tiny_config: Config) -> None:
     cfg = with_settings(tiny_config, precision="fp16")
     run = train(cfg).run_dir
-    saved = load_checkpoint(run / "checkpoints" / "latest.pt")["scalers"]
+    saved = load_checkpoint(latest_checkpoint(run))["scalers"]
     state = build_state(cfg, CPU)
-    restore(state, load_checkpoint(run / "checkpoints" / "latest.pt"))
+    restore(state, load_checkpoint(latest_checkpoint(run)))
     assert [s.state_dict() for s in state.scalers] == saved
 
 

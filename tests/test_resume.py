@@ -11,6 +11,7 @@ from conftest import tiny_flags, with_settings
 from dcgan.checkpoint import load_checkpoint
 from dcgan.cli import main
 from dcgan.config import Config, ConfigError
+from dcgan.rundir import latest_checkpoint
 from dcgan.training import build_state, restore, train
 
 
@@ -45,7 +46,7 @@ def test_resume_through_the_cli(tmp_path: Path) -> None:
     assert main(["train", "--resume", str(run), "--steps", "4"]) == 0
     steps = [json.loads(x)["step"] for x in (run / "stats.jsonl").read_text().splitlines()]
     assert steps == [2, 4]
-    assert torch.load(run / "checkpoints" / "latest.pt", weights_only=True)["step"] == 4
+    assert torch.load(latest_checkpoint(run), weights_only=True)["step"] == 4
     assert not (tmp_path / "runs" / "00001-fake-16").exists()  # same run continued
 
 
@@ -66,7 +67,7 @@ def test_resume_drops_stats_logged_after_the_checkpoint(tiny_config: Config) -> 
     run = train(cfg).run_dir
     # simulate a crash after step 3 was logged but before its checkpoint was written
     ckpt = run / "checkpoints"
-    (ckpt / "step-000002.pt").replace(ckpt / "latest.pt")
+    (ckpt / "step-000002.pt").replace(latest_checkpoint(run))
     resumed = train(with_settings(cfg, steps=4), resume=run)
     steps = [
         json.loads(x)["step"] for x in (resumed.run_dir / "stats.jsonl").read_text().splitlines()
@@ -83,7 +84,7 @@ def test_resume_keeps_this_machines_optimiser_implementation(tiny_config: Config
     """A checkpoint from an unfused Adam (an older version, another device) resumes fused
     where this device fuses, with its moments and step counts."""
     run = train(tiny_config).run_dir
-    saved = load_checkpoint(run / "checkpoints" / "latest.pt")
+    saved = load_checkpoint(latest_checkpoint(run))
     for group in saved["opt_g"]["param_groups"]:
         group["fused"], group["foreach"] = None, True
     state = build_state(tiny_config, torch.device("cpu"))

@@ -21,7 +21,7 @@ from dcgan.checkpoint import CheckpointError, load_checkpoint
 from dcgan.cli import main
 from dcgan.config import merge, validate
 from dcgan.guards import Diverged
-from dcgan.rundir import read_config, read_stats
+from dcgan.rundir import latest_checkpoint, read_config, read_stats
 from dcgan.training import train
 
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -52,7 +52,7 @@ def _wait_for_steps(tmp_path: Path, proc: subprocess.Popen, at_least: int) -> in
 
 
 def _latest_step(run: Path) -> int:
-    return load_checkpoint(run / "checkpoints" / "latest.pt")["step"]
+    return load_checkpoint(latest_checkpoint(run))["step"]
 
 
 # ---------------------------------------------------------------------------- signals
@@ -93,7 +93,7 @@ def test_sigkill_at_random_moments_then_resume_equals_an_unbroken_run(tmp_path: 
     flags += ["--log-every", "1", "--sample-every", "1000"]
     while kills < 12:
         run = _run_dir(tmp_path)
-        done = _latest_step(run) if run and (run / "checkpoints" / "latest.pt").exists() else 0
+        done = _latest_step(run) if run and (latest_checkpoint(run)).exists() else 0
         proc = _launch(tmp_path, *flags) if run is None else _resume(run, flags)
         if _wait_for_steps(tmp_path, proc, done + rng.randint(2, 20)) is None:
             break  # finished before the moment drawn for the kill
@@ -107,7 +107,7 @@ def test_sigkill_at_random_moments_then_resume_equals_an_unbroken_run(tmp_path: 
     assert _latest_step(run) == steps
     cfg = merge(read_config(run), {"out": str(tmp_path / "unbroken")}, "test")
     unbroken = train(validate(cfg)).generator.state_dict()
-    resumed = load_checkpoint(run / "checkpoints" / "latest.pt")["generator"]
+    resumed = load_checkpoint(latest_checkpoint(run))["generator"]
     for key, value in unbroken.items():
         assert torch.equal(resumed[key], value), key
 
@@ -164,7 +164,7 @@ def test_rollback_reloads_with_lower_lr_and_finishes(tiny_config, monkeypatch) -
     result = train(with_settings(tiny_config, steps=8, on_nan="rollback"))
     assert result.step == 8
     _all_checkpoints_finite(result.run_dir)
-    saved = load_checkpoint(result.run_dir / "checkpoints" / "latest.pt")
+    saved = load_checkpoint(latest_checkpoint(result.run_dir))
     assert saved["rollbacks"] == 1
     assert read_stats(result.run_dir)[-1]["lr_g"] == pytest.approx(tiny_config.train.lr * 0.5)
     assert "rolled back to step 4" in (result.run_dir / "log.txt").read_text()
@@ -238,9 +238,9 @@ class _Payload:
 def test_a_checkpoint_carrying_code_is_refused_and_never_run(tiny_config, tmp_path, capsys):
     run = train(tiny_config).run_dir
     marker = tmp_path / "pwned"
-    torch.save({"format_version": 1, "step": _Payload(marker)}, run / "checkpoints" / "latest.pt")
+    torch.save({"format_version": 1, "step": _Payload(marker)}, latest_checkpoint(run))
     with pytest.raises(CheckpointError, match="cannot load checkpoint"):
-        load_checkpoint(run / "checkpoints" / "latest.pt")
+        load_checkpoint(latest_checkpoint(run))
     assert main(["train", "--resume", str(run), "--steps", "6"]) == 2
     assert "cannot load checkpoint" in capsys.readouterr().err
     assert not marker.exists()
@@ -259,7 +259,7 @@ def test_reference_stats_with_pickled_objects_are_refused(tmp_path: Path) -> Non
 
 def test_unknown_checkpoint_version_is_a_clear_error(tiny_config) -> None:
     run = train(tiny_config).run_dir
-    path = run / "checkpoints" / "latest.pt"
+    path = latest_checkpoint(run)
     torch.save({**load_checkpoint(path), "format_version": 99}, path)
     with pytest.raises(CheckpointError, match="format version 99; this dcgan reads version 1"):
         load_checkpoint(path)

@@ -9,6 +9,7 @@ from PIL import Image
 from conftest import with_settings
 from dcgan.checkpoint import load_checkpoint
 from dcgan.config import Config, ConfigError, merge
+from dcgan.rundir import latest_checkpoint
 from dcgan.training import train
 
 STAT_FIELDS = {
@@ -77,7 +78,7 @@ def test_epochs_define_the_length(tiny_config: Config) -> None:
 
 def test_checkpoint_is_plain_state(tiny_config: Config) -> None:
     run = train(tiny_config).run_dir
-    state = torch.load(run / "checkpoints" / "latest.pt", weights_only=True)
+    state = torch.load(latest_checkpoint(run), weights_only=True)
     assert state["step"] == 4 and state["format_version"] == 1
     assert {"generator", "discriminator", "opt_g", "opt_d", "fixed_z", "rng", "config"} <= set(
         state
@@ -163,7 +164,7 @@ def test_every_trick_trains(tiny_config: Config, trick: str) -> None:
 def test_tricks_change_the_optimisers(tiny_config: Config) -> None:
     cfg = with_settings(tiny_config, **TRICKS["separate lr and betas"])
     run = train(cfg).run_dir
-    state = load_checkpoint(run / "checkpoints" / "latest.pt")
+    state = load_checkpoint(latest_checkpoint(run))
     g_group, d_group = state["opt_g"]["param_groups"][0], state["opt_d"]["param_groups"][0]
     assert (g_group["lr"], tuple(g_group["betas"])) == (1e-3, (0.5, 0.99))
     assert (d_group["lr"], tuple(d_group["betas"])) == (1e-4, (0.0, 0.9))
