@@ -21,7 +21,7 @@ from torch import nn
 
 from conftest import TINY, tiny_flags, with_settings
 from dcgan.cli import main
-from dcgan.config import Config, ConfigError, merge, validate
+from dcgan.config import Config, ConfigError
 from dcgan.data import ImageSet
 from dcgan.distributed import Processes, SyncBatchNorm2d
 from dcgan.rundir import latest_checkpoint, read_stats
@@ -142,16 +142,15 @@ def test_process_slices_make_up_the_single_process_batch(tiny_config: Config, wo
 
 
 @pytest.mark.parametrize("world", [1, 3])
-def test_noise_slices_make_up_the_global_noise(world: int) -> None:
-    cfg = validate(merge(Config(), TINY, "test"))
-
+def test_noise_slices_make_up_the_global_noise(tiny_config: Config, world: int) -> None:
     def state(rank: int) -> TrainState:
         rng = torch.Generator().manual_seed(5)
         return TrainState(None, None, None, None, None, rng, rank=rank, world=world)  # type: ignore[arg-type]
 
     rng = torch.Generator().manual_seed(5)
-    expected = torch.randn(4 * world, cfg.model.nz, generator=rng)
-    assert torch.equal(torch.cat([draw_z(state(r), 4, cfg) for r in range(world)]), expected)
+    expected = torch.randn(4 * world, tiny_config.model.nz, generator=rng)
+    slices = [draw_z(state(r), 4, tiny_config) for r in range(world)]
+    assert torch.equal(torch.cat(slices), expected)
 
 
 def test_too_few_images_for_the_global_batch_names_the_processes(tiny_config: Config) -> None:
