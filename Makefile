@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch first and pinned: a CPU build is served for this version; GPU users keep their own.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test lint clean
+.PHONY: demo test test-fast lint clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -22,9 +22,16 @@ demo: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q
 
+# Everything but the subprocess, kill and torchrun tests (marked slow): the edit-test loop.
+test-fast: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# Style, the import contract (pyproject's [tool.importlinter]) and the size limits.
 lint: $(VENV)/.installed
-	$(BIN)/ruff check src tests tools
-	$(BIN)/ruff format --check src tests tools
+	$(BIN)/ruff check src tests tools benchmarks
+	$(BIN)/ruff format --check src tests tools benchmarks
+	$(BIN)/lint-imports
+	$(BIN)/python tools/check_layout.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

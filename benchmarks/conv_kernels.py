@@ -1,5 +1,5 @@
 """Per layer: DCGAN's convolutions in bf16 on the CPU, torch's own kernels against the routes of
-`dcgan.kernels`, forward and backward.
+`dcgan.nn.kernels`, forward and backward.
 
     .venv/bin/python benchmarks/conv_kernels.py [--calls 15] [--batch 128]
 
@@ -23,9 +23,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from dcgan import kernels
 from dcgan.config import ModelConfig
-from dcgan.models import Discriminator, Generator
+from dcgan.nn import kernels
+from dcgan.nn.models import Discriminator, Generator
 
 CL = torch.channels_last
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from dcgan.data.sources import mnist_sample_arrays
-from dcgan.inception import InceptionFeatures, load_network, prepare
+from dcgan.evaluation.features import InceptionFeatures, load_network, prepare
 
 # Inception-v3 at 299x299: 5.7 GFLOPs (2 x 2.85 G multiply-adds) per image.
 GFLOP_PER_IMAGE = 5.7

@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 
 from dcgan.config import resolve
-from dcgan.evaluation import FIDTracker
-from dcgan.rundir import read_stats
-from dcgan.training import train
+from dcgan.evaluation.evaluate import FIDTracker
+from dcgan.run.rundir import read_stats
+from dcgan.training.loop import train
 
 DEMO = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 

@@ -6,9 +6,9 @@ by side in one process.
 Reference: the eager loop of pytorch/examples `dcgan/main.py` written out below as it is there
 (fp32, NCHW, Sigmoid + BCELoss, D backpropagated on real then on fake, G on the same fakes
 with D's weight gradients computed too), on torch's own layer classes. Ours:
-`dcgan.training.train_step` with the default settings (precision 'auto', channels-last, losses
+`dcgan.training.step.train_step` with the default settings (precision 'auto', channels-last, losses
 on logits, uint8 data normalised per batch, the moving average of G, the bf16 CPU routes of
-`dcgan.kernels`); also timed with those routes off ("ours_torch_kernels"), to show what they
+`dcgan.nn.kernels`); also timed with those routes off ("ours_torch_kernels"), to show what they
 buy. All use the paper architecture (ngf = ndf = 64) at batch 128.
 
 Rounds alternate the loops so that load from other processes hits them alike; the ratio
@@ -34,15 +34,19 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from dcgan import kernels
 from dcgan.config import Config, merge, validate
 from dcgan.data import ImageSet
-from dcgan.losses import LOSSES
-from dcgan.models import Discriminator, Generator
-from dcgan.precision import DTYPES, Precision
-from dcgan.rundir import read_stats
+from dcgan.nn import kernels
+from dcgan.nn.losses import LOSSES
+from dcgan.nn.models import Discriminator, Generator
+from dcgan.run.rundir import read_stats
 from dcgan.sampling import render
-from dcgan.training import RealBatches, build_state, train, train_step, with_precision
+from dcgan.training.batches import RealBatches
+from dcgan.training.loop import train
+from dcgan.training.precision import DTYPES, Precision
+from dcgan.training.start import run_config
+from dcgan.training.state import build_state
+from dcgan.training.step import train_step
 
 CPU = torch.device("cpu")
 SHAPES = ((64, 3), (32, 1))  # (image size, channels)
@@ -51,8 +55,8 @@ SHAPES = ((64, 3), (32, 1))  # (image size, channels)
 def config(size: int, channels: int, batch: int, **extra) -> Config:
     """The paper architecture at one shape with the project's defaults otherwise."""
     flat = {"image_size": size, "channels": channels, "ngf": 64, "ndf": 64, "batch_size": batch}
-    return with_precision(
-        validate(merge(Config(), {**flat, "device": "cpu", **extra}, "bench")), CPU
+    return run_config(
+        validate(merge(Config(), {**flat, "device": "cpu", **extra}, "bench")), None, CPU
     )
 
 
@@ -157,7 +161,7 @@ def project_loop(cfg: Config) -> tuple[Callable[[], None], RealBatches]:
 
 
 def without_routes(step: Callable[[], None]) -> Callable[[], None]:
-    """`step` with dcgan.kernels' routes off: torch's own kernels throughout."""
+    """`step` with dcgan.nn.kernels' routes off: torch's own kernels throughout."""
 
     def run() -> None:
         with kernels.disabled():

@@ -3,7 +3,7 @@
 When rank FAULT_RANK is about to train step FAULT_STEP, and the file FAULT_FLAG does not exist
 yet (it is created first, so the fault happens once):
 - FAULT=crash: the process exits abruptly, as a crash would;
-- FAULT=nan: that step's statistics read NaN on this rank alone.
+- FAULT=nan: that step's D loss on real images reads NaN on this rank alone.
 """
 
 import os
@@ -12,10 +12,10 @@ from pathlib import Path
 
 import torch
 
-from dcgan import training
 from dcgan.cli import main
+from dcgan.training import loop
 
-_step = training.train_step
+_step = loop.train_step
 
 
 def _faulty_step(state, *args, **kwargs):
@@ -26,8 +26,10 @@ def _faulty_step(state, *args, **kwargs):
     flag.touch()
     if os.environ["FAULT"] == "crash":
         os._exit(3)
-    return torch.full_like(_step(state, *args, **kwargs), float("nan"))
+    stats = _step(state, *args, **kwargs)
+    stats.loss_d_real = torch.full_like(stats.loss_d_real, float("nan"))
+    return stats
 
 
-training.train_step = _faulty_step
+loop.train_step = _faulty_step
 sys.exit(main(sys.argv[1:]))

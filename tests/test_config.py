@@ -4,7 +4,8 @@ import pytest
 import yaml
 
 from dcgan.cli import main
-from dcgan.config import Config, ConfigError, diff, dump_yaml, from_dict, resolve, to_dict
+from dcgan.config import Config, diff, dump_yaml, from_dict, leaf_fields, resolve, to_dict
+from dcgan.errors import ConfigError
 
 
 def test_defaults_follow_the_paper() -> None:
@@ -141,3 +142,13 @@ def test_cli_errors_are_one_line(
     assert code == 2
     assert fragment in err
     assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_every_setting_has_its_help_once_beside_the_field() -> None:
+    from dcgan.cli import build_parser
+
+    fields = leaf_fields()
+    assert all(f.metadata["help"].strip() for _, f in fields.values())
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    helps = {a.dest: a.help for a in train._actions}
+    assert all(helps[name] == f.metadata["help"] for name, (_, f) in fields.items())

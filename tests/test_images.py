@@ -1,4 +1,4 @@
-"""Tests for dcgan.images and dcgan.plots (fast, CPU only)."""
+"""Tests for dcgan.images and dcgan.run.plots (fast, CPU only)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from dcgan.images import atomic_write, make_grid, read_png, save_gif, save_png, to_uint8
-from dcgan.plots import plot_losses
+from dcgan.fsio import atomic_write
+from dcgan.images import make_grid, read_png, save_gif, save_png, to_uint8
+from dcgan.run.plots import plot_losses
 
 
 def _random_uint8(*shape: int, seed: int = 0) -> torch.Tensor:

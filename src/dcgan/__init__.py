@@ -13,17 +13,17 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "DCGAN": "dcgan.api",
-    "LOSSES": "dcgan.losses",
+    "LOSSES": "dcgan.nn.losses",
     "Config": "dcgan.config",
-    "ConfigError": "dcgan.config",
+    "ConfigError": "dcgan.errors",
     "DataConfig": "dcgan.config",
-    "Discriminator": "dcgan.models",
-    "Generator": "dcgan.models",
+    "Discriminator": "dcgan.nn.models",
+    "Generator": "dcgan.nn.models",
     "ModelConfig": "dcgan.config",
     "OutputConfig": "dcgan.config",
     "TrainConfig": "dcgan.config",
-    "TrainResult": "dcgan.training",
-    "train": "dcgan.training",
+    "TrainResult": "dcgan.training.loop",
+    "train": "dcgan.training.loop",
 }
 
 __all__ = sorted(_EXPORTS)

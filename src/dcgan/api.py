@@ -8,19 +8,19 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
-from dcgan import rundir
-from dcgan.checkpoint import (
+from dcgan.config import Config, from_dict, merge, resolve, validate
+from dcgan.errors import CheckpointError, ConfigError
+from dcgan.nn.models import Discriminator, Generator, summary
+from dcgan.run import rundir
+from dcgan.run.checkpoint import (
     EXPORT_NAME,
-    CheckpointError,
     export_generator,
     load_checkpoint,
     load_export,
     save_weights,
 )
-from dcgan.config import Config, ConfigError, from_dict, merge, resolve, validate
-from dcgan.models import Discriminator, Generator, summary
 from dcgan.sampling import generate, write_images
-from dcgan.training import TrainResult, train
+from dcgan.training.loop import TrainResult, train
 
 D_EXPORT = "discriminator.safetensors"
 
@@ -104,12 +104,12 @@ class DCGAN:
             gan.generator = load_export(directory)[0]
             gan.discriminator.load_state_dict(load_file(directory / D_EXPORT))
         elif latest.is_file():
-            state = load_checkpoint(latest)
-            gan.generator.load_state_dict(state["generator"])
-            gan.discriminator.load_state_dict(state["discriminator"])
-            if state.get("ema") is not None:
+            checkpoint = load_checkpoint(latest)
+            gan.generator.load_state_dict(checkpoint.generator)
+            gan.discriminator.load_state_dict(checkpoint.discriminator)
+            if checkpoint.ema is not None:
                 gan.ema = Generator(gan.config.model)
-                gan.ema.load_state_dict(state["ema"])
+                gan.ema.load_state_dict(checkpoint.ema)
             gan.run_dir = directory
         elif has_export:
             gan.generator = load_export(directory)[0]  # D keeps its fresh initialisation

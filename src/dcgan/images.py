@@ -1,16 +1,14 @@
 """Small image utilities: tensor <-> uint8, grids, PNG/GIF files (no torchvision).
 
 Conventions: models produce float images in [-1, 1] with shape (N, C, H, W); everything written
-to disk is uint8 with shape (C, H, W). Files are written atomically so that a crash (or a reader
-polling the output directory) never sees a half-written image.
+to disk is uint8 with shape (C, H, W). Files are written atomically (`dcgan.fsio`) so that a crash
+(or a reader polling the output directory) never sees a half-written image.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
@@ -18,47 +16,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-__all__ = ["atomic_write", "make_grid", "read_png", "save_gif", "save_png", "to_uint8"]
+from dcgan.fsio import atomic_write
 
-
-def atomic_write(path: Path | str, write: Callable[[BinaryIO], None]) -> Path:
-    """Write a file atomically: ``write(f)`` fills a temp file that then replaces ``path``.
-
-    The temp file sits in the same directory (``os.replace`` is only atomic within one file
-    system) and is fsynced before the rename, so ``path`` either keeps its old content or gets
-    the complete new one. If ``write`` raises, the temp file is removed and ``path`` is left
-    untouched. Creates the parent directory. Returns ``path`` as a ``Path``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # A random suffix keeps two writers of the same target from sharing a temp file; the
-    # leading dot hides it from globs such as ``*.png`` while it exists.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(tmp, "xb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
-def _fsync_dir(directory: Path) -> None:
-    """Best-effort fsync of a directory so the rename itself survives a power loss."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open directories; the data is already synced
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+__all__ = ["make_grid", "read_png", "save_gif", "save_png", "to_uint8"]
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:

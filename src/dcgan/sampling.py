@@ -5,37 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 
 from dcgan.images import make_grid, save_png, to_uint8
-
-
-def sample_z(n: int, nz: int, dist: str, generator: torch.Generator | None = None) -> torch.Tensor:
-    """n latent vectors (n, nz) from N(0, 1) or U(-1, 1), drawn on the CPU from `generator`."""
-    if dist == "uniform":
-        return torch.rand(n, nz, generator=generator) * 2 - 1
-    return torch.randn(n, nz, generator=generator)
-
-
-# Independent random streams derived from one run seed.
-STREAM_IMAGES, STREAM_TRAIN_NOISE, STREAM_EPOCHS, STREAM_FLIPS = 0, 1, 2, 3
-STREAM_BN_RECALIBRATION = 4
-
-
-def seed_for(seed: int, index: int, stream: int = STREAM_IMAGES) -> int:
-    """A 63-bit seed for item `index` of `stream` under `seed`; nearby triples don't collide."""
-    state = np.random.SeedSequence([stream, seed, index]).generate_state(2, dtype=np.uint32)
-    return (int(state[0]) << 31) ^ int(state[1])
-
-
-def z_for_indices(seed: int, indices: Sequence[int], nz: int, dist: str = "normal") -> torch.Tensor:
-    """(len(indices), nz): row k depends only on (seed, indices[k]), never on batching."""
-    rows = [
-        sample_z(1, nz, dist, torch.Generator().manual_seed(seed_for(seed, i))) for i in indices
-    ]
-    return torch.cat(rows) if rows else torch.empty(0, nz)
+from dcgan.seeding import z_for_indices
 
 
 @torch.no_grad()

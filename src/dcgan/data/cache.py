@@ -25,8 +25,9 @@ import torch
 from dcgan.config import DataConfig
 from dcgan.data import decode
 from dcgan.data.catalogue import Found
-from dcgan.data.errors import DataError
 from dcgan.data.transforms import convert_channels, fit_square
+from dcgan.errors import DataError
+from dcgan.fsio import atomic_write_text
 
 # Bump when decoding changes the pixels it produces, so old caches are not reused.
 DECODER_VERSION = 1
@@ -75,7 +76,7 @@ def load_or_decode(cfg: DataConfig, found: Found, size: int, channels: int) -> D
         path.parent.mkdir(parents=True, exist_ok=True)
         skipped, total = decode_into(cfg, found, size, channels, path)
         meta = {"source": found.description, "total": total, "skipped": skipped}
-        _atomic_text(meta_path, json.dumps(meta, indent=1))
+        atomic_write_text(meta_path, json.dumps(meta, indent=1))
         hit = False
     else:
         meta, hit = json.loads(meta_path.read_text()), True
@@ -198,10 +199,4 @@ def compact(path: Path, drop: set[int]) -> None:
         dst[i : i + _TASK_SIZE * 16] = src[keep[i : i + _TASK_SIZE * 16]]
     dst.flush()
     del src, dst
-    os.replace(tmp, path)
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
     os.replace(tmp, path)

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dcgan.config import ConfigError, DataConfig
-from dcgan.data import decode, formats
+from dcgan.config import DataConfig
+from dcgan.data import containers, decode, official
 from dcgan.data.decode import Group
-from dcgan.data.errors import DataError
+from dcgan.errors import ConfigError, DataError
 
 ArrayReader = Callable[[], tuple[int, Iterator[np.ndarray]]]
 _CHUNK = 4096
@@ -113,7 +113,7 @@ def find_idx(cfg: DataConfig) -> Found:
             return Found(
                 f"{cfg.dataset} {cfg.split} from {d}",
                 paths,
-                arrays=lambda paths=paths: whole([formats.read_idx(p) for p in paths]),
+                arrays=lambda paths=paths: whole([official.read_idx(p) for p in paths]),
             )
     raise missing(cfg, cfg.dataset)
 
@@ -136,7 +136,7 @@ def find_cifar(cfg: DataConfig) -> Found:
             return Found(
                 f"{variant} {split} from {source}",
                 files,
-                arrays=lambda s=source: whole([formats.read_cifar(s, variant, split)]),
+                arrays=lambda s=source: whole([official.read_cifar(s, variant, split)]),
             )
     raise missing(cfg, cfg.dataset)
 
@@ -154,7 +154,7 @@ def find_svhn(cfg: DataConfig) -> Found:
             return Found(
                 f"svhn {cfg.split} from {d}",
                 tuple(paths),
-                arrays=lambda paths=paths: whole([formats.read_svhn(paths)]),
+                arrays=lambda paths=paths: whole([official.read_svhn(paths)]),
             )
     raise missing(cfg, "svhn")
 
@@ -235,7 +235,7 @@ def find_lsun(cfg: DataConfig) -> Found:
 
     def groups() -> tuple[Group, ...]:
         return tuple(
-            Group("lmdb", str(d), tuple(k.hex() for k in formats.lmdb_keys(d))) for d in dirs
+            Group("lmdb", str(d), tuple(k.hex() for k in containers.lmdb_keys(d))) for d in dirs
         )
 
     return Found(f"lsun {cfg.lsun_classes}", tuple(d / "data.mdb" for d in dirs), groups=groups)
@@ -276,13 +276,13 @@ def find_hdf5(cfg: DataConfig) -> Found:
     ids = path.parent / "id.txt"
     ids_path = ids if ids.is_file() else None
     files = (path,) if ids_path is None else (path, ids_path)
-    return Found(f"hdf5 {path}", files, arrays=lambda: formats.read_hdf5(path, ids_path))
+    return Found(f"hdf5 {path}", files, arrays=lambda: containers.read_hdf5(path, ids_path))
 
 
 def find_npz(cfg: DataConfig) -> Found:
     no_splits(cfg)
     path = single_file(cfg, (), (".npz", ".npy"))
-    return Found(f"npz {path}", (path,), arrays=lambda: whole([formats.read_npz(path)]))
+    return Found(f"npz {path}", (path,), arrays=lambda: whole([containers.read_npz(path)]))
 
 
 # ---------------------------------------------------------------------------- the catalogue

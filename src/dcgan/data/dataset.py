@@ -13,15 +13,14 @@ from dataclasses import dataclass
 
 import torch
 
-from dcgan.config import ConfigError, DataConfig
+from dcgan.config import DATASET_NAMES, DataConfig
 from dcgan.data.sources import load_fake, load_mnist_sample
+from dcgan.errors import ConfigError
+from dcgan.seeding import HOLDOUT_SEED
 
 BuiltIn = Callable[[DataConfig, int, int], torch.Tensor]
 
 BUILT_IN: dict[str, BuiltIn] = {"mnist-sample": load_mnist_sample, "fake": load_fake}
-
-# The held-out split must not move when the run seed changes, so it has its own fixed seed.
-_HOLDOUT_SEED = 20151119
 
 
 @dataclass(frozen=True)
@@ -58,9 +57,8 @@ class ImageSet:
 
 
 def dataset_names() -> tuple[str, ...]:
-    from dcgan.data.catalogue import CATALOGUE
-
-    return (*BUILT_IN, *CATALOGUE)
+    """Every dataset name: the built-in sets, then those read from files."""
+    return DATASET_NAMES
 
 
 def decode_dataset(cfg: DataConfig, image_size: int, channels: int) -> ImageSet:
@@ -91,7 +89,7 @@ def open_images(cfg: DataConfig, image_size: int, channels: int, part: str = "tr
         raise ConfigError(
             f"holdout: {cfg.holdout} leaves no training images ({cfg.dataset} has {len(full)})"
         )
-    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(_HOLDOUT_SEED))
+    order = torch.randperm(len(full), generator=torch.Generator().manual_seed(HOLDOUT_SEED))
     cut = len(full) - cfg.holdout
     rows = order[:cut] if part == "train" else order[cut:]
     return full.subset(rows.sort().values)  # sorted rows read a memmap front to back

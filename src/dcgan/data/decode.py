@@ -104,7 +104,7 @@ def read_bytes(kind: str, base: str, key: str) -> bytes:
         if base not in _open_zips:
             _open_zips[base] = zipfile.ZipFile(base)
         return _open_zips[base].read(key)
-    from dcgan.data.formats import lmdb_read
+    from dcgan.data.containers import lmdb_read
 
     return lmdb_read(Path(base), [bytes.fromhex(key)])[0]
 

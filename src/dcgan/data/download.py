@@ -21,7 +21,7 @@ import pooch
 import requests
 from tqdm import tqdm
 
-from dcgan.data.errors import DataError
+from dcgan.errors import DataError
 
 # Generous, because the official hosts are slow; it bounds each read, not the whole download.
 TIMEOUT_S = 60

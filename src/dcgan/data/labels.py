@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from dcgan.config import DataConfig
-from dcgan.data import formats
-from dcgan.data.errors import DataError
+from dcgan.data import official
+from dcgan.data.arrays import why
+from dcgan.errors import DataError
 
 LABELLED = ("mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn")
 
@@ -35,8 +36,8 @@ def load_labels(cfg: DataConfig) -> np.ndarray:
         return np.concatenate([svhn_labels(p) for p in found.files])
     if cfg.dataset in ("cifar10", "cifar100"):
         first = found.files[0]  # the tarball itself, or the first batch file in the folder
-        source = first if first.name == formats.CIFAR[cfg.dataset]["archive"] else first.parent
-        return formats.read_cifar_labels(source, cfg.dataset, cfg.split)
+        source = first if first.name == official.CIFAR[cfg.dataset]["archive"] else first.parent
+        return official.read_cifar_labels(source, cfg.dataset, cfg.split)
     return np.concatenate([idx_labels(p) for p in found.files])
 
 
@@ -55,7 +56,7 @@ def sample_labels(cfg: DataConfig) -> np.ndarray:
 def idx_labels(images: Path) -> np.ndarray:
     """The labels file beside an IDX images file, checked to hold one label per image."""
     path = idx_labels_path(images)
-    labels = formats.read_idx(path)
+    labels = official.read_idx(path)
     if labels.ndim != 1:
         raise DataError(f"{path}: holds images, not labels; use the official labels file")
     n_images = idx_count(images)
@@ -83,7 +84,7 @@ def idx_labels_path(images: Path) -> Path:
 def idx_count(path: Path) -> int:
     """The item count in an IDX file's header, without reading the payload."""
     with path.open("rb") as f:
-        gzipped = f.read(2) == formats.GZIP_MAGIC
+        gzipped = f.read(2) == official.GZIP_MAGIC
     with gzip.open(path, "rb") if gzipped else path.open("rb") as f:
         head = f.read(8)
     # A short or foreign header gives a count that the caller's comparison rejects.
@@ -101,7 +102,7 @@ def svhn_labels(path: Path) -> np.ndarray:
         n_images = {name: shape for name, shape, _ in whosmat(path)}["X"][-1]
         y = loadmat(path, variable_names=["y"]).get("y")
     except Exception as exc:  # scipy raises ValueError, TypeError, MatReadError, KeyError...
-        raise DataError(f"{path}: cannot read SVHN's X and y ({formats._why(exc)})") from None
+        raise DataError(f"{path}: cannot read SVHN's X and y ({why(exc)})") from None
     y = np.asarray(y if y is not None else []).reshape(-1)
     if len(y) != n_images or not ((y >= 1) & (y <= 10)).all():
         raise DataError(

@@ -9,6 +9,7 @@ import torch
 
 from dcgan.config import DataConfig
 from dcgan.data.transforms import convert_channels, resize
+from dcgan.seeding import FAKE_DATA_SEED
 
 FAKE_SIZE = 512
 
@@ -32,6 +33,6 @@ def load_mnist_sample(cfg: DataConfig, image_size: int, channels: int) -> torch.
 
 def load_fake(cfg: DataConfig, image_size: int, channels: int) -> torch.Tensor:
     """Uniform random images for smoke tests, fixed by a constant seed."""
-    g = torch.Generator().manual_seed(0)
+    g = torch.Generator().manual_seed(FAKE_DATA_SEED)
     shape = (FAKE_SIZE, channels, image_size, image_size)
     return torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)

@@ -1,0 +1,47 @@
+"""`dcgan generate`: images from a run, a generator export or a checkpoint."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dcgan.cli.common import Command, positive
+from dcgan.device import pick_device
+from dcgan.errors import ConfigError
+
+
+def generate_arguments(g: argparse.ArgumentParser) -> None:
+    g.add_argument(
+        "source", type=Path, help="run directory, generator.safetensors or checkpoint .pt"
+    )
+    g.add_argument("--num", type=int, default=64, help="number of images")
+    g.add_argument("--out", type=Path, required=True, help="directory for the PNGs")
+    g.add_argument("--grid", type=Path, help="also write all images as one grid PNG")
+    g.add_argument("--seed", type=int, default=0, help="image i comes from (seed, i)")
+    g.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+
+
+def run_generate(ns: argparse.Namespace) -> int:
+    from dcgan.run.checkpoint import load_generator
+    from dcgan.sampling import write_images
+
+    positive(num=ns.num, batch_size=ns.batch_size)
+    if ns.seed < 0:
+        raise ConfigError(f"--seed: {ns.seed} must be >= 0")
+    generator, z_dist = load_generator(ns.source)
+    generator.to(pick_device(ns.device))
+    paths = write_images(generator, ns.num, ns.out, ns.seed, ns.batch_size, z_dist, ns.grid)
+    grid = f" and a grid to {ns.grid}" if ns.grid else ""
+    print(f"wrote {len(paths)} images to {ns.out}{grid}")
+    return 0
+
+
+COMMANDS = (
+    Command(
+        "generate",
+        "write images from a run or a generator export",
+        generate_arguments,
+        run_generate,
+    ),
+)

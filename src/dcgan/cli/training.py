@@ -1,0 +1,72 @@
+"""`dcgan train` and `dcgan summary`: the subcommands built from the config's fields."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from dcgan.cli.common import Command, add_config_flags, config_flags
+from dcgan.config import dump_yaml, load_yaml, merge, resolve, validate
+
+
+def train_arguments(t: argparse.ArgumentParser) -> None:
+    t.add_argument("--config", type=Path, help="YAML file of settings (flags override it)")
+    t.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run")
+    t.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    add_config_flags(t)
+
+
+def run_train(ns: argparse.Namespace) -> int:
+    from dcgan.run.rundir import SAMPLES_DIR, read_config
+    from dcgan.training.distributed import env_rank
+    from dcgan.training.guards import EXIT_CODES
+    from dcgan.training.loop import train
+
+    flags = config_flags(ns)
+    if "epochs" in flags and "steps" not in flags:
+        flags["steps"] = None  # an explicit --epochs wins over a steps value from a file
+    if ns.resume is not None:
+        cfg = read_config(ns.resume)
+        if ns.config is not None:
+            cfg = merge(cfg, load_yaml(ns.config), str(ns.config))
+        cfg = validate(merge(cfg, flags, "flag"))
+    else:
+        cfg = resolve(ns.config, flags)
+    if ns.dry_run:
+        print(dump_yaml(cfg), end="")
+        return 0
+    result = train(cfg, resume=ns.resume)
+    if result.stopped_by is not None:
+        return EXIT_CODES[result.stopped_by]
+    if env_rank() != 0:
+        return 0  # rank 0 reports for the whole group
+    samples = result.run_dir / SAMPLES_DIR
+    print(f"run directory: {result.run_dir}")
+    print(f"samples:       {samples}")
+    print(f"final grid:    {sorted(samples.glob('step-*.png'))[-1]}")
+    return 0
+
+
+def summary_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("--config", type=Path)
+    add_config_flags(s)
+
+
+def run_summary(ns: argparse.Namespace) -> int:
+    from dcgan.api import DCGAN
+
+    DCGAN(resolve(ns.config, config_flags(ns))).summary()
+    return 0
+
+
+COMMANDS = (
+    Command(
+        "train", "train a DCGAN (defaults: the bundled MNIST digits)", train_arguments, run_train
+    ),
+    Command(
+        "summary",
+        "print each layer's output shape and parameter count",
+        summary_arguments,
+        run_summary,
+    ),
+)

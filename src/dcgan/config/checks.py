@@ -1,0 +1,104 @@
+"""Impossible values: each check names the setting and the range or choices that would work."""
+
+from __future__ import annotations
+
+import math
+
+from dcgan.config.schema import (
+    DATASET_NAMES,
+    LOSS_NAMES,
+    PRECISIONS,
+    SPLITS,
+    Z_DISTRIBUTIONS,
+    Config,
+)
+from dcgan.device import DEVICES
+from dcgan.errors import ConfigError
+
+
+def validate(cfg: Config) -> Config:
+    """Raise ConfigError for impossible values; return cfg unchanged otherwise."""
+    m, d, t, o = cfg.model, cfg.data, cfg.train, cfg.output
+    size = m.image_size
+    if size < 16 or size > 512 or size & (size - 1):
+        raise ConfigError(
+            f"image_size: {size} is not supported; use a power of two from 16 to 512 "
+            "(16, 32, 64, 128, 256, 512)"
+        )
+    _positive(channels=m.channels, nz=m.nz, ngf=m.ngf, ndf=m.ndf, max_mult=m.max_mult)
+    _positive(batch_size=t.batch_size, g_steps=t.g_steps, d_steps=t.d_steps)
+    # Far beyond any real use: a typo here would otherwise surface as an allocation failure.
+    _at_most(channels=(m.channels, 64), nz=(m.nz, 8192), ngf=(m.ngf, 8192), ndf=(m.ndf, 8192))
+    _at_most(max_mult=(m.max_mult, 64), batch_size=(t.batch_size, 65536))
+    _at_most(g_steps=(t.g_steps, 100), d_steps=(t.d_steps, 100), num_samples=(o.num_samples, 4096))
+    _positive(log_every=o.log_every, sample_every=o.sample_every)
+    _positive(checkpoint_every=o.checkpoint_every, num_samples=o.num_samples)
+    _positive(feature_matching_steps=t.feature_matching_steps)
+    if t.steps is None:
+        _positive(epochs=t.epochs)
+    else:
+        _positive(steps=t.steps)
+    for name in ("lr", "lr_g", "lr_d", "grad_clip"):
+        value = getattr(t, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{name}: {value} must be a positive number")
+    betas = [("beta1", t.beta1), ("beta2", t.beta2)]
+    betas += [(n, b) for n in ("betas_g", "betas_d") for b in (getattr(t, n) or ())]
+    for name, b in betas:
+        if not 0.0 <= b < 1.0:
+            raise ConfigError(f"{name}: {b} must be in [0, 1)")
+    _in_range(d_dropout=(m.d_dropout, 0.0, 1.0, True), real_label=(t.real_label, 0.0, 1.0, False))
+    if not (math.isfinite(t.ema) and 0.0 <= t.ema < 1.0):
+        raise ConfigError(f"ema: {t.ema} must be in [0, 1) (0 turns the average off)")
+    if not (math.isfinite(t.feature_matching) and t.feature_matching >= 0):
+        raise ConfigError(f"feature_matching: {t.feature_matching} must be >= 0")
+    _choice("loss", t.loss, LOSS_NAMES)
+    _choice("device", t.device, DEVICES)
+    _choice("precision", t.precision, PRECISIONS)
+    _choice("on_nan", t.on_nan, ("stop", "rollback"))
+    if t.max_rollbacks < 0:
+        raise ConfigError(f"max_rollbacks: {t.max_rollbacks} must be >= 0")
+    _in_range(rollback_lr_factor=(t.rollback_lr_factor, 0.0, 1.0, False))
+    _choice("z_dist", t.z_dist, Z_DISTRIBUTIONS)
+    if t.seed < 0:
+        raise ConfigError(f"seed: {t.seed} must be >= 0")
+    if d.holdout < 0:
+        raise ConfigError(f"holdout: {d.holdout} must be >= 0")
+    if d.workers is not None and d.workers < 0:
+        raise ConfigError(f"workers: {d.workers} must be >= 0 (0 decodes in this process)")
+    if not (math.isfinite(d.max_bad_fraction) and 0.0 <= d.max_bad_fraction < 1.0):
+        raise ConfigError(f"max_bad_fraction: {d.max_bad_fraction} must be in [0, 1)")
+    _choice("split", d.split, SPLITS)
+    if o.eval_every < 0:
+        raise ConfigError(f"eval_every: {o.eval_every} must be >= 0 (0 turns evaluation off)")
+    if o.eval_samples < 2:
+        raise ConfigError(f"eval_samples: {o.eval_samples} must be at least 2 (FID needs a spread)")
+    _choice("eval_reference", o.eval_reference, ("auto", "holdout", "train", "test", "all"))
+    _choice("dataset", d.dataset, DATASET_NAMES)
+    return cfg
+
+
+def _positive(**values: int) -> None:
+    for name, value in values.items():
+        if value < 1:
+            raise ConfigError(f"{name}: {value} must be at least 1")
+
+
+def _at_most(**limits: tuple[int, int]) -> None:
+    for name, (value, limit) in limits.items():
+        if value > limit:
+            raise ConfigError(f"{name}: {value} is more than the supported {limit}")
+
+
+def _in_range(**specs: tuple[float, float, float, bool]) -> None:
+    """name=(value, low, high, high_exclusive)."""
+    for name, (value, low, high, exclusive) in specs.items():
+        ok = low <= value < high if exclusive else low < value <= high
+        if not (math.isfinite(value) and ok):
+            bracket = f"[{low}, {high})" if exclusive else f"({low}, {high}]"
+            raise ConfigError(f"{name}: {value} must be in {bracket}")
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(allowed)}")

@@ -1,0 +1,118 @@
+"""Shared helpers of the raw-array readers: one-line errors and pixel arrays as uint8.
+
+`why` squeezes an exception onto one line for a `DataError`; `optional`, `existing` and
+`read_bytes` import a format's dependency, check a path and read a file, each failing with a
+`DataError` that names the file. `to_uint8_array` (and `convert_pixels`, with a scale fixed in
+advance) turns pixels of any numeric dtype into uint8 (N, H, W, C).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from pathlib import Path
+
+import numpy as np
+
+from dcgan.errors import DataError
+
+PathLike = str | os.PathLike
+
+
+def why(exc: BaseException) -> str:
+    """An exception's text squeezed onto one short line, for the parenthesis of a DataError."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
+
+
+def optional(module: str, package: str, path: object):
+    """Import a dependency that only some formats need, naming it if it is missing."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise DataError(
+            f"{path}: reading this format needs the '{package}' package; pip install {package}"
+        ) from None
+
+
+def existing(path: PathLike, what: str, file: bool = False) -> Path:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or directory; point the data path at the {what}")
+    if file and not path.is_file():
+        raise DataError(f"{path}: is a directory, not a file; point the data path at the {what}")
+    return path
+
+
+def read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the file ({why(exc)})") from None
+
+
+# ---------------------------------------------------------------- pixel value conversion
+
+
+def float_range(lo: float, hi: float, source: object) -> tuple[float, float]:
+    """(scale, offset) mapping floats whose values span [lo, hi] onto 0..255."""
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise DataError(f"{source}: image data contains NaN or inf; clean the array first")
+    if lo >= 0 and hi <= 1:
+        return 255.0, 0.0
+    if lo >= -1 and hi <= 1:
+        return 127.5, 1.0
+    if lo >= 0 and hi <= 255:
+        return 1.0, 0.0
+    raise DataError(
+        f"{source}: float pixel values span [{lo:g}, {hi:g}]; expected [0, 1], [-1, 1] or "
+        "[0, 255], so rescale the data to one of those ranges"
+    )
+
+
+def _scale_float(x: np.ndarray, scale: float, offset: float) -> np.ndarray:
+    # float32 keeps huge arrays at half the memory; k/255 still rounds back to k exactly.
+    y = (x.astype(np.float32, copy=False) + np.float32(offset)) * np.float32(scale)
+    return np.clip(np.rint(y), 0, 255).astype(np.uint8)
+
+
+def _int_to_uint8(x: np.ndarray, source: object) -> np.ndarray:
+    if x.dtype == np.uint8:
+        return x
+    if x.dtype == np.uint16:
+        # Round-to-nearest division by 257 maps 0..65535 exactly onto 0..255.
+        return ((x.astype(np.uint32) + 128) // 257).astype(np.uint8)
+    if x.size and (x.min() < 0 or x.max() > 255):
+        raise DataError(
+            f"{source}: {x.dtype} pixel values span [{x.min()}, {x.max()}]; expected 0..255, "
+            "so rescale the data or store it as uint8"
+        )
+    return x.astype(np.uint8)
+
+
+def convert_pixels(x: np.ndarray, source: object, scale: tuple[float, float] | None) -> np.ndarray:
+    if x.dtype.kind == "f":
+        if scale is None:  # float_range rejects NaN and inf, which poison min and max
+            scale = float_range(*min_max(x), source) if x.size else (1.0, 0.0)
+        out = _scale_float(x, *scale)
+    elif x.dtype.kind in "ui":
+        out = _int_to_uint8(x, source)
+    else:
+        raise DataError(f"{source}: pixel dtype {x.dtype} is not an integer or float type")
+    return out[..., None] if out.ndim == 3 else out
+
+
+def min_max(x: np.ndarray) -> tuple[float, float]:
+    return float(np.min(x)), float(np.max(x))
+
+
+def to_uint8_array(x: np.ndarray, source: object) -> np.ndarray:
+    """Pixels of any numeric dtype as uint8, with a channel axis added to (N, H, W) input.
+
+    x: (N, H, W) or (N, H, W, C). Floats within [0, 1] are scaled by 255, within [-1, 1]
+    (GAN-style tanh output) mapped by (x + 1) * 127.5, within [0, 255] kept, then rounded and
+    clipped; uint16 is divided by 257; other integers must already lie in 0..255. `source`
+    names the data in the DataError raised for any other range, NaN or inf.
+    Returns uint8 (N, H, W, C).
+    """
+    return convert_pixels(np.asarray(x), source, None)

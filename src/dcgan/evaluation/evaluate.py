@@ -1,0 +1,111 @@
+"""Evaluation the way papers report it: FID, KID and precision/recall of a generator against a
+reference set of real images, with the reference statistics cached.
+
+Generated image i comes from seed (seed, i), so the same generator, N and seed give the same
+numbers. The reference side lives in `dcgan.evaluation.reference`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from dcgan.config import Config
+from dcgan.errors import ConfigError
+from dcgan.evaluation import features
+from dcgan.evaluation.metrics import feature_stats, fid, kid, precision_recall
+from dcgan.evaluation.reference import Reference, reference_features
+from dcgan.sampling import generate
+
+METRICS = ("fid", "kid", "pr")
+
+
+# ---------------------------------------------------------------------------- generated images
+
+
+def fake_images(
+    generator: nn.Module, count: int, seed: int, z_dist: str, batch_size: int = 250
+) -> torch.Tensor:
+    """Images 0..count-1 of `seed` from `generator`: uint8 (count, C, S, S) on the CPU."""
+    parts = [images for _, images in generate(generator, range(count), seed, batch_size, z_dist)]
+    return torch.cat(parts)
+
+
+# ---------------------------------------------------------------------------- scores
+
+
+def scores(ref: Reference, feats: np.ndarray, metrics: tuple[str, ...], seed: int) -> dict:
+    """Each requested metric of generated `feats` (N, 2048) against the reference."""
+    out: dict[str, float] = {}
+    if "fid" in metrics:
+        out["fid"] = fid(*feature_stats(feats), ref.mu, ref.sigma)
+    if "kid" in metrics:
+        out["kid_mean"], out["kid_std"] = kid(ref.feats, feats, seed=seed)
+    if "pr" in metrics:
+        out["precision"], out["recall"] = precision_recall(ref.feats, feats, k=3)
+    return out
+
+
+def parse_metrics(text: str) -> tuple[str, ...]:
+    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    bad = [m for m in names if m not in METRICS]
+    if bad or not names:
+        raise ConfigError(f"--metrics: {text!r}; choose from {','.join(METRICS)}")
+    return names
+
+
+def evaluate(
+    generator: nn.Module,
+    z_dist: str,
+    ref: Reference,
+    extractor,
+    num_samples: int,
+    metrics: tuple[str, ...] = METRICS,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Score `num_samples` images of `generator` against `ref`; a JSON-ready record."""
+    start = time.perf_counter()
+    feats = extractor(fake_images(generator, num_samples, seed, z_dist))
+    return {
+        "metrics": {k: round(float(v), 6) for k, v in scores(ref, feats, metrics, seed).items()},
+        "num_samples": num_samples,
+        "seed": seed,
+        "feature_network_sha256": extractor.sha256,
+        "resize": extractor.resize,
+        "reference": ref.identity,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+
+
+def format_table(record: dict[str, Any]) -> str:
+    """A small text table of an `evaluate` record."""
+    ref = record["reference"]
+    lines = [f"{'metric':12} value"]
+    lines += [f"{k:12} {v:.4f}" for k, v in record["metrics"].items()]
+    lines.append(
+        f"N {record['num_samples']} generated (seed {record['seed']}) vs {ref['count']} "
+        f"real from {ref['dataset']}; Inception {record['feature_network_sha256'][:12]}, "
+        f"{record['resize']}"
+    )
+    return "\n".join(lines)
+
+
+class FIDTracker:
+    """FID of a generator during training, against a reference computed (or loaded) once."""
+
+    def __init__(self, cfg: Config, device: torch.device):
+        o, m = cfg.output, cfg.model
+        self.extractor = features.InceptionFeatures(device=device)
+        self.ref = reference_features(
+            self.extractor, cfg.data, m.image_size, m.channels, o.eval_reference, o.eval_samples
+        )
+        self.num, self.seed, self.z_dist = o.eval_samples, cfg.train.seed, cfg.train.z_dist
+
+    def __call__(self, generator: nn.Module) -> float:
+        """FID of images 0..N-1 of the run seed."""
+        feats = self.extractor(fake_images(generator, self.num, self.seed, self.z_dist))
+        return float(scores(self.ref, feats, ("fid",), self.seed)["fid"])

@@ -1,0 +1,123 @@
+"""Reference statistics: the Inception features of a fixed set of real images, cached.
+
+Reference features are cached as `.npz` under a hash of the exact reference images (their
+bytes, hence dataset files, split, holdout and preprocessing), the feature network's SHA-256,
+the resize method and N. Real images are drawn in a fixed order that does not depend on the
+run's seed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dcgan.config import DataConfig
+from dcgan.data import open_images
+from dcgan.data.cache import cache_root
+from dcgan.errors import ConfigError
+from dcgan.evaluation.metrics import feature_stats
+from dcgan.fsio import atomic_write
+from dcgan.seeding import REFERENCE_SEED
+
+REFERENCES = ("auto", "holdout", "train", "test", "all")
+
+
+@dataclass(frozen=True)
+class Reference:
+    """Features of a set of real images and where they came from."""
+
+    feats: np.ndarray  # float64 (N, 2048)
+    mu: np.ndarray  # (2048,)
+    sigma: np.ndarray  # (2048, 2048)
+    identity: dict[str, Any]  # dataset, part, count, sha256 of the images, network, resize
+
+
+def reference_part(cfg: DataConfig, reference: str) -> tuple[DataConfig, str]:
+    """(data config, part of it) for a reference name; 'auto' is the run's held-out images when
+    it kept some, else the training images."""
+    if reference not in REFERENCES:
+        raise ConfigError(f"--reference: '{reference}' is not one of {', '.join(REFERENCES)}")
+    if reference == "auto":
+        reference = "holdout" if cfg.holdout > 0 else "train"
+    if reference == "holdout":
+        if cfg.holdout == 0:
+            raise ConfigError("--reference holdout: the run kept no images out (--holdout 0)")
+        return cfg, "holdout"
+    if reference in ("test", "all"):
+        return DataConfig(**{**vars(cfg), "split": reference, "holdout": 0}), "all"
+    return cfg, "train"
+
+
+def real_images(
+    cfg: DataConfig, size: int, channels: int, reference: str, count: int
+) -> tuple[torch.Tensor, str]:
+    """Up to `count` real images uint8 (n, C, S, S) of the reference, in a fixed random order."""
+    data_cfg, part = reference_part(cfg, reference)
+    images = open_images(data_cfg, size, channels, part)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(REFERENCE_SEED))
+    picked = order[: min(count, len(images))].sort().values
+    return images.take(picked), f"{data_cfg.dataset}:{data_cfg.split}:{part}"
+
+
+def images_sha256(images: torch.Tensor) -> str:
+    """Hash of uint8 images and their shape: identifies a reference set exactly."""
+    h = hashlib.sha256(str(tuple(images.shape)).encode())
+    h.update(images.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def reference_features(
+    extractor, cfg: DataConfig, size: int, channels: int, reference: str, count: int
+) -> Reference:
+    """Reference features, from the cache when the same images and network were seen before."""
+    images, name = real_images(cfg, size, channels, reference, count)
+    identity = {
+        "dataset": name,
+        "count": len(images),
+        "images_sha256": images_sha256(images),
+        "network_sha256": extractor.sha256,
+        "resize": extractor.resize,
+        "image_size": size,
+        "channels": channels,
+    }
+    key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
+    path = cache_root(cfg) / "ref-stats" / f"{key}.npz"
+    if path.is_file():
+        return load_reference(path)
+    feats = extractor(images)
+    ref = make_reference(feats, identity)
+    save_reference(ref, path)
+    return ref
+
+
+def make_reference(feats: np.ndarray, identity: dict[str, Any]) -> Reference:
+    mu, sigma = feature_stats(feats)
+    return Reference(feats, mu, sigma, identity)
+
+
+def save_reference(ref: Reference, path: Path) -> Path:
+    """Write `ref` as a plain `.npz` (no pickles), atomically."""
+    arrays = {
+        "feats": ref.feats.astype(np.float32),
+        "mu": ref.mu,
+        "sigma": ref.sigma,
+        "identity": np.array(json.dumps(ref.identity)),
+    }
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def load_reference(path: Path) -> Reference:
+    """A reference written by `save_reference` (or `dcgan ref-stats`)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            feats, mu, sigma = z["feats"].astype(np.float64), z["mu"], z["sigma"]
+            identity = json.loads(str(z["identity"]))
+    except (OSError, KeyError, ValueError) as e:
+        raise ConfigError(f"{path}: not a reference-statistics file from dcgan ({e})") from None
+    return Reference(feats, mu, sigma, identity)

@@ -1,0 +1,93 @@
+"""Run directories: `runs/NNNNN-<dataset>-<size>/`, numbered, created once, never overwritten."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from dcgan.config import Config, dump_yaml, from_dict, load_yaml
+from dcgan.errors import ConfigError
+from dcgan.fsio import atomic_write
+
+CONFIG_FILE = "config.yaml"
+STATS_FILE = "stats.jsonl"
+METRICS_FILE = "metrics.jsonl"  # one record per evaluate or probe of the run
+LOG_FILE = "log.txt"
+CHECKPOINT_DIR = "checkpoints"
+SAMPLES_DIR = "samples"
+_NUMBERED = re.compile(r"^(\d{5,})-")
+
+
+def latest_checkpoint(run_dir: str | Path) -> Path:
+    """Where a run keeps its most recent checkpoint, the one `--resume` continues from."""
+    return Path(run_dir) / CHECKPOINT_DIR / "latest.pt"
+
+
+def create_run_dir(cfg: Config) -> Path:
+    """Make the next free `NNNNN-<dataset>-<size>` under `cfg.output.out` and return it.
+
+    `mkdir` without exist_ok is the lock: two runs starting at once get different numbers.
+    """
+    root = Path(cfg.output.out)
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ConfigError(f"out: cannot create {root} ({e.strerror})") from None
+    if not os.access(root, os.W_OK):
+        raise ConfigError(f"out: {root} is not writable; choose another directory with --out")
+    taken = [int(m.group(1)) for p in root.iterdir() if (m := _NUMBERED.match(p.name))]
+    number = max(taken, default=-1) + 1
+    while True:
+        path = root / f"{number:05d}-{cfg.data.dataset}-{cfg.model.image_size}"
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            number += 1
+
+
+def write_config(run_dir: Path, cfg: Config) -> None:
+    atomic_write(run_dir / CONFIG_FILE, lambda f: f.write(dump_yaml(cfg).encode()))
+
+
+def read_config(run_dir: Path) -> Config:
+    """The resolved config a run was started with."""
+    path = Path(run_dir) / CONFIG_FILE
+    if not path.is_file():
+        raise ConfigError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing")
+    return from_dict(load_yaml(path), str(path))
+
+
+def read_stats(run_dir: Path) -> list[dict[str, Any]]:
+    """All records of `stats.jsonl` (empty when there is none yet). A last line cut short by a
+    kill mid-append is ignored; a damaged line elsewhere is an error naming the file."""
+    path = Path(run_dir) / STATS_FILE
+    return _parse_stats(path.read_text(), path) if path.is_file() else []
+
+
+def _parse_stats(text: str, path: Path) -> list[dict[str, Any]]:
+    lines = [line for line in text.splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise ConfigError(f"{path}: line {number} is not JSON; fix or remove it") from None
+    return records
+
+
+def truncate_stats(run_dir: Path, last_step: int) -> None:
+    """Keep the records up to `last_step` (a resumed run redoes later steps and logs them again)
+    and drop a line a kill cut short, so appends start on a fresh line."""
+    path = Path(run_dir) / STATS_FILE
+    if not path.is_file():
+        return
+    old = path.read_text()
+    kept = [r for r in _parse_stats(old, path) if r["step"] <= last_step]
+    text = "".join(json.dumps(r) + "\n" for r in kept)
+    if text != old:
+        atomic_write(path, lambda f: f.write(text.encode()))

@@ -1,0 +1,132 @@
+"""Real batches: the training images, where they live, and which of them batch b holds.
+
+The order is a seeded permutation per epoch, so batch b is known from b alone: a resumed run, on
+any number of processes, sees exactly the images an unbroken one would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from dcgan.config import Config
+from dcgan.data import ImageSet, open_images
+from dcgan.data.transforms import convert_channels, resize
+from dcgan.errors import ConfigError
+from dcgan.images import to_uint8
+from dcgan.seeding import STREAM_EPOCHS, STREAM_FLIPS, seed_for
+
+
+def prepare_images(cfg: Config, images: Any | None) -> ImageSet:
+    """uint8 (N, C, S, S) at the model's size: the configured dataset or images given in Python.
+
+    Given images may be uint8 or float in [-1, 1], shaped (N, C, H, W) or (N, H, W).
+    """
+    m = cfg.model
+    if images is None:
+        return open_images(cfg.data, m.image_size, m.channels, part="train")
+    x = torch.as_tensor(np.asarray(images)) if not torch.is_tensor(images) else images.cpu()
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    if x.ndim != 4:
+        raise ConfigError(f"images: expected shape (N, C, H, W) or (N, H, W), got {tuple(x.shape)}")
+    if x.dtype != torch.uint8:
+        x = to_uint8(x.float())
+    return ImageSet(convert_channels(resize(x, m.image_size), m.channels), source="given images")
+
+
+def place_data(data: ImageSet, device: torch.device) -> ImageSet:
+    """Put the images on the training device when they fit in a quarter of its free memory;
+    otherwise they stay in host memory (or memory-mapped on disk) and move batch by batch."""
+    if device.type != "cuda":
+        return data
+    free, _ = torch.cuda.mem_get_info(device)
+    nbytes = data.images.numel() * data.images.element_size()
+    return data.to(device) if nbytes < free // 4 else data
+
+
+def steps_per_epoch(cfg: Config, num_images: int, world: int = 1) -> int:
+    """Steps per pass over the data; each step takes `d_steps` global batches of
+    `batch_size` images from each of `world` processes."""
+    per_step = cfg.train.batch_size * cfg.train.d_steps * world
+    if num_images < per_step:
+        processes = f" x {world} processes" if world > 1 else ""
+        raise ConfigError(
+            f"batch_size: {cfg.train.batch_size} x d_steps {cfg.train.d_steps}{processes} needs "
+            f"at least {per_step} images but the dataset has {num_images}; lower --batch-size"
+        )
+    return num_images // per_step
+
+
+def total_steps(cfg: Config, num_images: int, world: int = 1) -> int:
+    """The step count the run ends at: --steps, or --epochs passes over the data."""
+    return cfg.train.steps or cfg.train.epochs * steps_per_epoch(cfg, num_images, world)
+
+
+class BatchOrder:
+    """Real batch number b -> image indices; epoch e is a permutation seeded by (seed, e), so the
+    order is reproducible from the step count alone and needs no saved state."""
+
+    def __init__(self, num_images: int, batch_size: int, seed: int, per_epoch: int):
+        self.n, self.batch_size, self.seed, self.per_epoch = num_images, batch_size, seed, per_epoch
+        self._epoch, self._perm = -1, torch.empty(0, dtype=torch.long)
+
+    def indices(self, batch_number: int) -> torch.Tensor:
+        """(batch_size,) int64 image indices of batch `batch_number`."""
+        epoch, pos = divmod(batch_number, self.per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(seed_for(self.seed, epoch, STREAM_EPOCHS))
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g)
+        return self._perm[pos * self.batch_size : (pos + 1) * self.batch_size]
+
+
+class RealBatches:
+    """Real batch number b -> images (B, C, S, S) in [-1, 1] on the device, channels-last.
+
+    Over `world` processes, batch b is one global batch of world * B images, reshuffled each
+    epoch; process `rank` takes its slice, so the processes see disjoint images and the global
+    batch is the one a single process with batch world * B would see.
+    """
+
+    def __init__(
+        self, data: ImageSet, cfg: Config, device: torch.device, rank: int = 0, world: int = 1
+    ):
+        self.data, self.flip, self.seed, self.device = data, cfg.data.flip, cfg.train.seed, device
+        per_epoch = steps_per_epoch(cfg, len(data), world)
+        size = cfg.train.batch_size
+        self.order = BatchOrder(len(data), size * world, cfg.train.seed, per_epoch)
+        self.part = slice(rank * size, (rank + 1) * size)
+
+    def __call__(self, number: int) -> torch.Tensor:
+        index = self.order.indices(number)
+        return real_batch(self.data, index, self.flip, self.seed, number, self.device, self.part)
+
+
+def real_batch(
+    data: ImageSet,
+    index: torch.Tensor,
+    flip: bool,
+    seed: int,
+    number: int,
+    device: torch.device,
+    part: slice = slice(None),
+) -> torch.Tensor:
+    """This process's `part` of real batch `number` (global image indices `index`), in [-1, 1]
+    on `device`; with `flip`, a random half is mirrored, the choice seeded by (seed, number)
+    so a resumed run, on any number of processes, flips exactly as an unbroken one."""
+    x = data.take(index[part])
+    if device.type == "cuda" and not x.is_cuda:
+        x = x.pin_memory()  # so the copy below overlaps with the GPU's work
+    x = x.to(device, non_blocking=True)
+    if flip:
+        g = torch.Generator().manual_seed(seed_for(seed, number, STREAM_FLIPS))
+        mask = (torch.rand(len(index), generator=g)[part] < 0.5).to(device).view(-1, 1, 1, 1)
+        x = torch.where(mask, x.flip(-1), x)
+    return to_model_range(x)
+
+
+def to_model_range(batch: torch.Tensor) -> torch.Tensor:
+    """uint8 (B, C, S, S) -> float (B, C, S, S) in [-1, 1]: data stays uint8 until it is used."""
+    return batch.float().div_(127.5).sub_(1.0).contiguous(memory_format=torch.channels_last)

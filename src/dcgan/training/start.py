@@ -1,0 +1,133 @@
+"""How a run starts or resumes: the config it may continue with, its directory, its logger and
+first checkpoint, and what it tells the user before the first step."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from dcgan.config import RESUMABLE_FIELDS, Config, diff
+from dcgan.data import ImageSet
+from dcgan.errors import ConfigError
+from dcgan.run import rundir
+from dcgan.run.checkpoint import load_checkpoint
+from dcgan.run.reporting import QuietLogger, RunLogger
+from dcgan.training import distributed
+from dcgan.training.batches import steps_per_epoch, total_steps
+from dcgan.training.distributed import Processes
+from dcgan.training.guards import DivergenceWatch
+from dcgan.training.precision import resolve_precision
+from dcgan.training.state import TrainState, restore
+from dcgan.training.step import STAT_KEYS
+from dcgan.training.upkeep import Accumulator, RunContext, write_checkpoint, write_sample
+
+
+def run_config(cfg: Config, resume: Path | None, device: torch.device) -> Config:
+    """`cfg`, checked against the run it resumes, with precision 'auto' resolved for `device`
+    (the run records the one used)."""
+    if resume is not None:
+        cfg = resume_config(resume, cfg)
+    precision = resolve_precision(cfg.train.precision, device)
+    return replace(cfg, train=replace(cfg.train, precision=precision))
+
+
+def resume_config(run_dir: Path, requested: Config) -> Config:
+    """The saved config with the requested safe changes; refuses any other difference."""
+    saved = rundir.read_config(run_dir)
+    changed = [
+        (k, a, b) for k, a, b in diff(saved, requested) if k.split(".")[1] not in RESUMABLE_FIELDS
+    ]
+    if changed:
+        shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changed)
+        raise ConfigError(
+            f"cannot resume {run_dir} with a different config ({shown}); only "
+            f"{', '.join(sorted(RESUMABLE_FIELDS))} may change"
+        )
+    return requested
+
+
+def open_run(
+    cfg: Config, state: TrainState, data: ImageSet, resume: Path | None, procs: Processes
+) -> RunContext:
+    """The run directory (new, or `resume` with its checkpoint loaded into `state`), created
+    only now that everything is valid; its logger, FID tracker and step-0 checkpoint."""
+    if resume is not None:
+        run_dir = resume
+        resume_state(run_dir, state, procs)
+    else:
+        run_dir = procs.on_main(new_run_dir, cfg, share=True)
+    procs.seed(cfg.train.seed, state.step)
+    procs.on_main(rundir.write_config, run_dir, cfg)
+    n_steps = total_steps(cfg, len(data), procs.world)
+    log = RunLogger(run_dir, n_steps, state.step) if procs.main else QuietLogger()
+    per_epoch = steps_per_epoch(cfg, len(data), procs.world)
+    log.info(
+        f"run {run_dir}: {len(data)} images, {per_epoch} steps/epoch, "
+        f"steps {state.step}->{n_steps}, device {procs.device}, precision {cfg.train.precision}"
+    )
+    report_processes(log, cfg, procs)
+    report_data(log, data)
+    acc, watch = Accumulator(reduce=procs.mean), DivergenceWatch(STAT_KEYS)
+    ctx = RunContext(run_dir, cfg, procs, log, per_epoch, n_steps, acc, watch)
+    if state.step == 0:
+        procs.on_main(write_start, ctx, state)
+    ctx.tracker = procs.on_main(make_tracker, cfg, procs.device, log)
+    return ctx
+
+
+def new_run_dir(cfg: Config) -> Path:
+    """A fresh numbered run directory, recorded for a torchrun restart to find."""
+    run_dir = rundir.create_run_dir(cfg)
+    distributed.remember_run(cfg.output.out, run_dir)
+    return run_dir
+
+
+def resume_state(run_dir: Path, state: TrainState, procs: Processes) -> None:
+    """Load the run's latest checkpoint into `state`; a run killed before its first checkpoint
+    has nothing to lose and starts again from step 0."""
+    latest = rundir.latest_checkpoint(run_dir)
+    if latest.exists() or rundir.read_stats(run_dir):
+        restore(state, load_checkpoint(latest))
+    procs.on_main(rundir.truncate_stats, run_dir, state.step)
+
+
+def write_start(ctx: RunContext, state: TrainState) -> None:
+    """A fresh run's step-0 preview and checkpoint: a start to resume or roll back to."""
+    write_sample(ctx, state)
+    write_checkpoint(ctx, state, keep=False)
+
+
+def make_tracker(cfg: Config, device: torch.device, log: RunLogger):
+    """The FID evaluator for --eval-every (its reference features computed or loaded now)."""
+    if cfg.output.eval_every == 0:
+        return None
+    # Imported here: the Inception network's module is only needed when FID is measured.
+    from dcgan.evaluation.evaluate import FIDTracker
+
+    log.info(f"FID every {cfg.output.eval_every} steps on {cfg.output.eval_samples} images")
+    return FIDTracker(cfg, device)
+
+
+def report_processes(log: RunLogger | QuietLogger, cfg: Config, procs: Processes) -> None:
+    """Under torchrun: the global batch the processes make together (also in stats.jsonl),
+    and whether this attempt is a restart of a crashed worker group."""
+    if procs.world > 1:
+        t = cfg.train
+        log.info(
+            f"{procs.world} processes x batch {t.batch_size} = global batch "
+            f"{procs.world * t.batch_size}" + ("; BatchNorm synced" if t.sync_bn else "")
+        )
+    if restarts := distributed.restart_count():
+        log.info(f"torchrun restart {restarts}: continuing from the checkpoint")
+
+
+def report_data(log: RunLogger | QuietLogger, data: ImageSet) -> None:
+    """Where the images came from, and every unreadable file that was skipped (in log.txt)."""
+    log.info(f"data: {data.source}")
+    if data.skipped:
+        first = ", ".join(path for path, _ in data.skipped[:3])
+        log.info(f"skipped {len(data.skipped)} unreadable files (all listed in log.txt): {first}")
+        for path, reason in data.skipped:
+            log.detail(f"skipped {path}: {reason}")

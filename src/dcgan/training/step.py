@@ -1,0 +1,177 @@
+"""One training step: `d_steps` discriminator updates (each on its own real batch), then
+`g_steps` generator updates, then the moving average of G.
+
+Nothing here waits for the device: the statistics come back as tensors on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import torch
+from torch import nn
+
+from dcgan.config import Config
+from dcgan.nn.ema import decay_at, update_ema
+from dcgan.nn.losses import GANLoss, feature_matching
+from dcgan.seeding import sample_z
+from dcgan.training.precision import Precision
+from dcgan.training.state import TrainState
+
+
+@dataclass
+class StepStats:
+    """One step's statistics: 0-dim tensors on the device (reading them waits for it)."""
+
+    loss_d_real: torch.Tensor
+    loss_d_fake: torch.Tensor
+    loss_g: torch.Tensor
+    d_real: torch.Tensor  # mean sigmoid(D(x)) over the real batch
+    d_fake: torch.Tensor  # mean sigmoid(D(G(z))) over the fakes
+    loss_fm: torch.Tensor  # the feature-matching term (0 when off)
+
+    def stacked(self) -> torch.Tensor:
+        """(len(STAT_KEYS),) in STAT_KEYS order: one tensor to sum and check on the device."""
+        return torch.stack([getattr(self, key) for key in STAT_KEYS])
+
+
+STAT_KEYS = tuple(f.name for f in fields(StepStats))
+
+
+@dataclass
+class DUpdate:
+    """What D's update leaves for G's: its losses and outputs, and the fakes with G's graph."""
+
+    loss_real: torch.Tensor
+    loss_fake: torch.Tensor
+    d_real: torch.Tensor
+    d_fake: torch.Tensor
+    fake: torch.Tensor  # (B, C, S, S)
+
+
+def train_step(
+    state: TrainState,
+    reals: Callable[[int], torch.Tensor],
+    loss: GANLoss,
+    amp: Precision,
+    cfg: Config,
+) -> StepStats:
+    """One step: `d_steps` D updates, each on a fresh real batch (`reals(number)`), then
+    `g_steps` G updates (the first reuses D's fakes, later ones draw new z), then the average."""
+    t = cfg.train
+    for k in range(t.d_steps):
+        real = reals(state.step * t.d_steps + k)
+        z = draw_z(state, len(real), cfg).to(real.device)
+        d = d_update(state, loss, real, z, cfg, amp)
+    fake, fm_weight = d.fake, fm_weight_at(cfg, state.step)
+    for k in range(t.g_steps):
+        if k > 0:
+            z = draw_z(state, len(real), cfg).to(real.device)
+            with amp.autocast():
+                fake = state.runners.g(z)
+        loss_g, loss_fm = g_update(state, loss, fake, real, fm_weight, cfg, amp)
+    if state.ema is not None:
+        update_ema(state.ema, state.generator, decay_at(t.ema, state.step))
+    state.step += 1
+    state.images_seen += len(real) * state.world * t.d_steps
+    return StepStats(d.loss_real, d.loss_fake, loss_g, d.d_real, d.d_fake, loss_fm)
+
+
+def draw_z(state: TrainState, batch: int, cfg: Config) -> torch.Tensor:
+    """This process's (batch, nz) share of a global batch of training noise: every process
+    draws the same global noise (so the run does not depend on their number) and keeps its
+    slice."""
+    z = sample_z(batch * state.world, cfg.model.nz, cfg.train.z_dist, state.noise_rng)
+    return z[state.rank * batch : (state.rank + 1) * batch]
+
+
+def fm_weight_at(cfg: Config, step: int) -> float:
+    """Feature-matching weight, decayed linearly from its initial value to 0."""
+    t = cfg.train
+    return t.feature_matching * max(0.0, 1.0 - step / t.feature_matching_steps)
+
+
+def d_update(
+    state: TrainState,
+    loss: GANLoss,
+    real: torch.Tensor,
+    z: torch.Tensor,
+    cfg: Config,
+    amp: Precision,
+) -> DUpdate:
+    """One D step on a real batch (B, C, S, S) and G(z), z (B, nz)."""
+    t = cfg.train
+    with amp.autocast():
+        fake = state.runners.g(z)
+        real_logits, fake_logits = state.runners.d(real)[0], state.runners.d(fake.detach())[0]
+    loss_real, loss_fake = loss.d(real_logits, fake_logits, t.real_label)
+    scaler = state.scalers.d if state.scalers else None
+    optimise(loss_real + loss_fake, state.opt_d, state.discriminator, scaler, t.grad_clip)
+    return DUpdate(
+        loss_real.detach(),
+        loss_fake.detach(),
+        real_logits.detach().float().sigmoid().mean(),
+        fake_logits.detach().float().sigmoid().mean(),
+        fake,
+    )
+
+
+def g_update(
+    state: TrainState,
+    loss: GANLoss,
+    fake: torch.Tensor,
+    real: torch.Tensor,
+    fm_weight: float,
+    cfg: Config,
+    amp: Precision,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One G step on `fake` (B, C, S, S) with its graph; D's weights get no gradients here.
+
+    Returns G's loss and the feature-matching term, detached.
+    """
+    d = state.discriminator
+    d.requires_grad_(False)  # skips D's weight gradients: only G is updated
+    with amp.autocast():
+        logits, fake_feats = state.runners.d_frozen(fake)
+    loss_g = loss.g(logits)
+    loss_fm = torch.zeros((), device=fake.device)
+    if fm_weight > 0:
+        with torch.no_grad(), amp.autocast():
+            _, real_feats = state.runners.d_frozen(real)
+        loss_fm = feature_matching(real_feats, fake_feats)
+        loss_g = loss_g + fm_weight * loss_fm
+    scaler = state.scalers.g if state.scalers else None
+    try:
+        optimise(loss_g, state.opt_g, state.generator, scaler, cfg.train.grad_clip)
+    finally:
+        d.requires_grad_(True)
+    return loss_g.detach(), loss_fm.detach()
+
+
+def optimise(
+    loss: torch.Tensor,
+    opt: torch.optim.Optimizer,
+    model: nn.Module,
+    scaler: torch.amp.GradScaler | None,
+    max_norm: float | None,
+) -> None:
+    """Backpropagate `loss` into `model` and take an optimiser step (loss-scaled for fp16)."""
+    opt.zero_grad(set_to_none=True)
+    if scaler is None:
+        loss.backward()
+        clip(model, max_norm)
+        opt.step()
+        return
+    scaler.scale(loss).backward()
+    if max_norm is not None:
+        scaler.unscale_(opt)  # the norm is meant for the true gradients
+        clip(model, max_norm)
+    scaler.step(opt)
+    scaler.update()
+
+
+def clip(model: nn.Module, max_norm: float | None) -> None:
+    """Clip the global gradient norm of `model`'s parameters to `max_norm` (None: no clip)."""
+    if max_norm is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), max_norm)

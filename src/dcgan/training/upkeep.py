@@ -1,0 +1,235 @@
+"""The upkeep between steps: statistics, preview grids, FID, checkpoints, rollback and stop.
+
+Each runs on its own interval (all of them at the end); nothing is written before the
+divergence check passes, and only rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dcgan.config import Config
+from dcgan.errors import CheckpointError, ConfigError, Diverged
+from dcgan.images import make_grid, save_gif, save_png
+from dcgan.run import rundir
+from dcgan.run.checkpoint import export_generator, load_checkpoint, save_checkpoint
+from dcgan.run.plots import plot_losses
+from dcgan.run.reporting import QuietLogger, RunLogger
+from dcgan.sampling import render
+from dcgan.training import distributed
+from dcgan.training.distributed import Processes
+from dcgan.training.guards import DivergenceWatch
+from dcgan.training.state import TrainState, restore, sampling_generator, to_checkpoint
+from dcgan.training.step import STAT_KEYS
+
+
+@dataclass
+class Accumulator:
+    """Sums of the step statistics kept on the device so the loop never waits for the host."""
+
+    sums: torch.Tensor | None = None
+    count: int = 0
+    since: float = field(default_factory=time.perf_counter)
+    # Combines the sums of every process (their mean) before they are read.
+    reduce: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda sums: sums)
+
+    def add(self, values: torch.Tensor) -> None:
+        """Add one step's (len(STAT_KEYS),) statistics."""
+        self.sums = values if self.sums is None else self.sums + values
+        self.count += 1
+
+    def reset(self) -> None:
+        self.sums, self.count, self.since = None, 0, time.perf_counter()
+
+    def pop(self) -> tuple[dict[str, float], float]:
+        """Means since the last pop (one host sync) and the seconds they took."""
+        means = (self.reduce(self.sums) / self.count).tolist()
+        now = time.perf_counter()
+        seconds, self.since, self.sums, self.count = now - self.since, now, None, 0
+        return dict(zip(STAT_KEYS, means, strict=True)), seconds
+
+
+@dataclass
+class RunContext:
+    """What the upkeep of a run needs besides the training state."""
+
+    run_dir: Path
+    cfg: Config
+    procs: Processes
+    log: RunLogger | QuietLogger
+    per_epoch: int  # steps per pass over the data
+    total_steps: int  # the step the run ends at
+    acc: Accumulator
+    watch: DivergenceWatch
+    tracker: Callable[[torch.nn.Module], float] | None = None  # FID of a generator
+
+
+def upkeep(ctx: RunContext, state: TrainState, last: bool) -> None:
+    """After a step: whatever is due of stats, preview, FID and checkpoint (all when `last`)."""
+    o, step = ctx.cfg.output, state.step
+    ctx.log.advance()
+    due_log = ctx.acc.count and (step % o.log_every == 0 or last)
+    due_sample = step % o.sample_every == 0 or last
+    due_eval = o.eval_every > 0 and (step % o.eval_every == 0 or last)
+    due_ckpt = step % o.checkpoint_every == 0 or last
+    if not (due_log or due_sample or due_eval or due_ckpt):
+        return
+    check_finite(ctx, state)
+    record = make_record(ctx, state) if due_log else None  # every rank's mean
+
+    def write() -> None:
+        if record is not None:
+            ctx.log.record(record)
+        if due_sample:
+            write_sample(ctx, state)
+        if due_eval:
+            evaluate_fid(ctx, state)  # before the checkpoint saves best_fid
+        if due_ckpt:
+            write_checkpoint(ctx, state, keep=step % o.checkpoint_every == 0)
+
+    ctx.procs.on_main(write)
+
+
+def make_record(ctx: RunContext, state: TrainState) -> dict[str, Any]:
+    """One stats.jsonl row from the accumulated means (the only host sync of a log interval)."""
+    steps_done = ctx.acc.count
+    means, seconds = ctx.acc.pop()
+    t = ctx.cfg.train
+    global_batch = t.batch_size * state.world
+    images = steps_done * global_batch * t.d_steps
+    return {
+        "step": state.step,
+        "epoch": round(state.step / ctx.per_epoch, 4),
+        "images_seen": state.images_seen,
+        "global_batch": global_batch,
+        **{k: round(v, 6) for k, v in means.items()},
+        "loss_d": round(means["loss_d_real"] + means["loss_d_fake"], 6),
+        "lr_g": state.opt_g.param_groups[0]["lr"],
+        "lr_d": state.opt_d.param_groups[0]["lr"],
+        "images_per_s": round(images / max(seconds, 1e-9), 1),
+    }
+
+
+def write_sample(ctx: RunContext, state: TrainState) -> Path:
+    """Preview grid from the fixed noise, G (or its average) in eval mode without gradients."""
+    images = render(sampling_generator(state, ctx.cfg), state.fixed_z)
+    path = ctx.run_dir / rundir.SAMPLES_DIR / f"step-{state.step:06d}.png"
+    return save_png(make_grid(images), path)
+
+
+def evaluate_fid(ctx: RunContext, state: TrainState) -> None:
+    """Record the sampling generator's FID; export it as `generator-best` when it improves."""
+    generator = sampling_generator(state, ctx.cfg)
+    try:
+        value = ctx.tracker(generator)
+    except ValueError as e:  # an ill-conditioned FID: too few samples for its 2048 features
+        raise ConfigError(f"eval_samples: {e}; raise --eval-samples") from None
+    if state.best_fid is None or value < state.best_fid:
+        state.best_fid = value
+        meta = {"step": state.step, "z_dist": ctx.cfg.train.z_dist, "fid": value}
+        export_generator(generator, ctx.run_dir, meta, name="generator-best")
+    ctx.log.metric(
+        {"step": state.step, "fid": round(value, 4), "best_fid": round(state.best_fid, 4)}
+    )
+
+
+def write_checkpoint(ctx: RunContext, state: TrainState, keep: bool) -> Path:
+    """Save `latest.pt` (and `step-NNNNNN.pt` when `keep`), then refresh the G export.
+
+    Each file is complete or untouched (temp file, fsync, rename); `latest.pt` is written last,
+    so after a failed write it still holds the previous good step.
+    """
+    run_dir, cfg = ctx.run_dir, ctx.cfg
+    ckpt_dir = run_dir / rundir.CHECKPOINT_DIR
+    paths = [ckpt_dir / f"step-{state.step:06d}.pt"] if keep else []
+    sampling = sampling_generator(state, cfg)  # first: the saved average's statistics match
+    meta = {"step": state.step, "z_dist": cfg.train.z_dist, "ema": cfg.train.ema}
+    try:
+        path = save_checkpoint(to_checkpoint(state, cfg), *paths, rundir.latest_checkpoint(run_dir))
+        export_generator(sampling, run_dir, meta)
+    except OSError as e:
+        raise CheckpointError(
+            f"could not write the step {state.step} checkpoint in {ckpt_dir} "
+            f"({e.strerror or e}); latest.pt still holds the previous one: free space, then "
+            f"dcgan train --resume {run_dir}"
+        ) from None
+    return path
+
+
+def check_finite(ctx: RunContext, state: TrainState) -> None:
+    """Raise Diverged on every rank when any rank saw a non-finite statistic or weight."""
+    nets = {"generator": state.generator, "discriminator": state.discriminator}
+    try:
+        ctx.watch.check(state.step, nets)
+        problem = None
+    except Diverged as e:
+        problem = str(e)
+    problems = [p for p in ctx.procs.gather(problem) if p is not None]
+    if problems:
+        raise Diverged(problems[0])
+
+
+def roll_back(ctx: RunContext, state: TrainState, error: Diverged) -> None:
+    """--on-nan rollback: reload the last good checkpoint with both learning rates lowered;
+    re-raise `error` (with what to do) when stopping is asked for or the rollbacks are spent."""
+    t, latest = ctx.cfg.train, rundir.latest_checkpoint(ctx.run_dir)
+    if t.on_nan != "rollback" or state.rollbacks >= t.max_rollbacks:
+        spent = f"{state.rollbacks} rollbacks spent; " if t.on_nan == "rollback" else ""
+        raise Diverged(
+            f"{error}; nothing was saved after it: {latest} holds the last good step. "
+            f"{spent}Resume with --on-nan rollback (it lowers the learning rates), or start "
+            f"again with a lower --lr"
+        ) from None
+    optimisers = (state.opt_g, state.opt_d)
+    lowered = [g["lr"] * t.rollback_lr_factor for opt in optimisers for g in opt.param_groups]
+    count = state.rollbacks + 1
+    restore(state, load_checkpoint(latest))  # replaces the optimisers' parameter groups
+    ctx.procs.seed(t.seed, state.step)
+    groups = [g for opt in optimisers for g in opt.param_groups]
+    for group, lr in zip(groups, lowered, strict=True):
+        group["lr"] = lr
+    state.rollbacks = count
+    ctx.procs.on_main(rundir.truncate_stats, ctx.run_dir, state.step)
+    ctx.acc.reset()
+    ctx.watch.reset()
+    ctx.log.info(
+        f"{error}; rolled back to step {state.step} with learning rates x{t.rollback_lr_factor} "
+        f"(rollback {count} of {t.max_rollbacks})"
+    )
+
+
+def finish(ctx: RunContext, state: TrainState, stopped_by: str | None) -> None:
+    """The end of a run: its summary figures, or after a signal, a checkpoint of the finished
+    step and how to go on."""
+    if stopped_by is None:
+        ctx.procs.on_main(summary_figures, ctx)
+        ctx.procs.on_main(distributed.forget_run, ctx.cfg.output.out)
+        return
+    check_finite(ctx, state)
+    ctx.procs.on_main(stop_early, ctx, state, stopped_by)
+
+
+def summary_figures(ctx: RunContext) -> None:
+    """progress.gif from the preview grids, and losses.png."""
+    frames = sorted((ctx.run_dir / rundir.SAMPLES_DIR).glob("step-*.png"))
+    if frames:
+        save_gif(frames, ctx.run_dir / "progress.gif")
+    records = rundir.read_stats(ctx.run_dir)
+    if records:
+        plot_losses(records, ctx.run_dir / "losses.png")
+    ctx.log.info(f"samples: {ctx.run_dir / rundir.SAMPLES_DIR}  (latest grid: {frames[-1].name})")
+
+
+def stop_early(ctx: RunContext, state: TrainState, signal: str) -> None:
+    """After SIGINT/SIGTERM: checkpoint the finished step (unless just done); say how to go on."""
+    latest = rundir.latest_checkpoint(ctx.run_dir)
+    if state.step % ctx.cfg.output.checkpoint_every != 0:
+        write_checkpoint(ctx, state, keep=False)
+    ctx.log.info(f"stopped by {signal} at step {state.step}; checkpoint {latest}")
+    ctx.log.info(f"resume with: dcgan train --resume {ctx.run_dir}")

@@ -1,0 +1,64 @@
+import pytest
+import torch
+
+from dcgan.config import DataConfig
+from dcgan.data import dataset_names, load_images
+from dcgan.data.sources import mnist_sample_arrays
+from dcgan.data.transforms import convert_channels, resize
+from dcgan.errors import ConfigError
+
+
+def test_mnist_sample_is_the_real_5000_digits() -> None:
+    images, labels = mnist_sample_arrays()
+    assert images.shape == (5000, 28, 28) and images.dtype.name == "uint8"
+    assert torch.bincount(torch.from_numpy(labels).long()).tolist() == [500] * 10
+    assert images.max() == 255 and (images == 0).mean() > 0.7  # white digits on black
+
+
+@pytest.mark.parametrize("size", [16, 32, 64])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_mnist_sample_at_sizes_and_channels(size: int, channels: int) -> None:
+    x = load_images(DataConfig(), size, channels)
+    assert x.shape == (5000, channels, size, size) and x.dtype == torch.uint8
+
+
+def test_holdout_is_disjoint_and_stable() -> None:
+    cfg = DataConfig(holdout=500)
+    train, held = load_images(cfg, 16, 1, "train"), load_images(cfg, 16, 1, "holdout")
+    assert len(train) == 4500 and len(held) == 500
+    flat = lambda x: {bytes(row) for row in x.flatten(1).numpy()}  # noqa: E731
+    assert not flat(train) & flat(held) or len(flat(train) & flat(held)) < 5  # duplicates in MNIST
+    assert torch.equal(held, load_images(cfg, 16, 1, "holdout"))
+    with pytest.raises(ConfigError, match="leaves no training images"):
+        load_images(DataConfig(holdout=5000), 16, 1)
+
+
+def test_resize_keeps_range_and_shape() -> None:
+    x = torch.zeros(2, 1, 28, 28, dtype=torch.uint8)
+    x[:, :, 10:18, 10:18] = 255
+    y = resize(x, 32)
+    assert y.shape == (2, 1, 32, 32) and y.dtype == torch.uint8 and y.max() == 255 and y.min() == 0
+    assert resize(x, 28) is x
+
+
+def test_channel_conversion() -> None:
+    grey = torch.randint(0, 256, (2, 1, 4, 4), dtype=torch.uint8)
+    rgb = convert_channels(grey, 3)
+    assert torch.equal(rgb[:, 0], grey[:, 0]) and torch.equal(rgb[:, 2], grey[:, 0])
+    assert torch.equal(convert_channels(rgb, 1), grey)  # luminance of equal channels
+    red = torch.zeros(1, 3, 1, 1, dtype=torch.uint8)
+    red[0, 0] = 255
+    assert convert_channels(red, 1).item() == 76  # 0.299 * 255
+
+
+def test_registry_names() -> None:
+    assert {"mnist-sample", "fake", "mnist", "folder", "lsun"} <= set(dataset_names())
+
+
+def test_the_config_names_exactly_the_datasets_that_have_readers() -> None:
+    from dcgan.config import BUILT_IN_DATASETS, FILE_DATASETS
+    from dcgan.data.catalogue import CATALOGUE
+    from dcgan.data.dataset import BUILT_IN
+
+    assert tuple(BUILT_IN) == BUILT_IN_DATASETS
+    assert tuple(CATALOGUE) == FILE_DATASETS

@@ -1,0 +1,96 @@
+import pytest
+import torch
+
+from dcgan.config import ModelConfig
+from dcgan.nn.models import Discriminator, Generator, layer_table, summary
+
+SIZES = [16, 32, 64, 128, 256]
+
+
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_shapes_for_every_size(size: int, channels: int) -> None:
+    cfg = ModelConfig(image_size=size, channels=channels, nz=8, ngf=4, ndf=4)
+    g, d = Generator(cfg), Discriminator(cfg)
+    images = g(torch.randn(2, 8))
+    assert images.shape == (2, channels, size, size)
+    assert images.abs().max() <= 1.0  # tanh output
+    assert d(images).shape == (2,)
+
+
+def test_512_and_odd_channel_counts() -> None:
+    cfg = ModelConfig(image_size=512, channels=2, nz=4, ngf=2, ndf=2)
+    images = Generator(cfg)(torch.randn(1, 4))
+    assert images.shape == (1, 2, 512, 512)
+    assert Discriminator(cfg)(images).shape == (1,)
+
+
+def test_paper_widths_at_64() -> None:
+    g = Generator(ModelConfig(image_size=64, channels=3))
+    convs = [m for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [c.out_channels for c in convs] == [512, 256, 128, 64, 3]
+    assert [c.stride[0] for c in convs] == [1, 2, 2, 2, 2]
+
+
+def test_discriminator_mirrors_generator_and_returns_logits() -> None:
+    d = Discriminator(ModelConfig(image_size=64, channels=3))
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 128, 256, 512, 1]
+    # BatchNorm on every block but the first; LeakyReLU 0.2; no sigmoid anywhere
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.blocks[0])
+    assert all(isinstance(b[1], torch.nn.BatchNorm2d) for b in d.blocks[1:])
+    assert all(m.negative_slope == 0.2 for m in d.modules() if isinstance(m, torch.nn.LeakyReLU))
+    assert not any(isinstance(m, torch.nn.Sigmoid) for m in d.modules())
+    with torch.no_grad():
+        d.head.weight.mul_(100)
+    logits = d(torch.randn(8, 3, 64, 64))
+    assert logits.abs().max() > 1  # unbounded: logits, not probabilities
+
+
+def test_paper_init_statistics() -> None:
+    g = Generator(ModelConfig(image_size=64, channels=3))
+    conv_w = torch.cat(
+        [m.weight.flatten() for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    )
+    bn_w = torch.cat([m.weight for m in g.modules() if isinstance(m, torch.nn.BatchNorm2d)])
+    assert abs(conv_w.mean()) < 1e-3 and abs(conv_w.std() - 0.02) < 1e-3
+    assert abs(bn_w.mean() - 1) < 5e-3 and abs(bn_w.std() - 0.02) < 5e-3
+
+
+def test_dropout_only_when_asked() -> None:
+    plain = Discriminator(ModelConfig(image_size=32))
+    dropped = Discriminator(ModelConfig(image_size=32, d_dropout=0.3))
+    assert not any(isinstance(m, torch.nn.Dropout) for m in plain.modules())
+    assert sum(isinstance(m, torch.nn.Dropout) for m in dropped.modules()) == len(dropped.blocks)
+
+
+def test_features_are_block_outputs() -> None:
+    d = Discriminator(ModelConfig(image_size=32, ndf=8))
+    x = torch.randn(3, 1, 32, 32)
+    logits, feats = d.forward_features(x)
+    assert [f.shape for f in feats] == [(3, 8, 16, 16), (3, 16, 8, 8), (3, 32, 4, 4)]
+    assert torch.equal(logits, d(x))
+
+
+def test_summary_lists_shapes_and_counts_params() -> None:
+    cfg = ModelConfig(image_size=32, channels=3, ngf=8, ndf=8)
+    g, d = Generator(cfg), Discriminator(cfg)
+    text = summary(g, d)
+    assert "Generator" in text and "Discriminator" in text
+    assert "(1, 3, 32, 32)" in text  # G's output shape
+    for model in (g, d):
+        total = sum(p.numel() for p in model.parameters())
+        assert f"{total:,}" in text
+    rows = layer_table(g, torch.zeros(1, cfg.nz))
+    assert rows[-1][2] == (1, 3, 32, 32) and sum(r[3] for r in rows) == sum(
+        p.numel() for p in g.parameters()
+    )
+
+
+def test_summary_leaves_batchnorm_statistics_alone() -> None:
+    cfg = ModelConfig(image_size=16, ngf=4, ndf=4)
+    g, d = Generator(cfg), Discriminator(cfg)
+    before = [b.clone() for b in g.buffers()]
+    summary(g, d)
+    assert all(torch.equal(a, b) for a, b in zip(before, g.buffers(), strict=True))
+    assert g.training
