@@ -83,6 +83,7 @@ def data_config(tmp_path: Path, fmt: str) -> DataConfig:
     return DataConfig(dataset=name, data_root=str(data_root), cache_dir=str(tmp_path / "cache"))
 
 
+@pytest.mark.slow  # end to end on every format, size and channel count; readers have unit tests
 @pytest.mark.parametrize("fmt", list(FORMATS))
 @pytest.mark.parametrize("size", [16, 32])
 @pytest.mark.parametrize("channels", [1, 3])

@@ -97,6 +97,7 @@ def test_features_shape_and_grey_equals_replicated_rgb(extractor, digits, digit_
     assert np.array_equal(rgb, digit_feats[:2])
 
 
+@pytest.mark.slow  # runs the stored TorchScript network too: tens of seconds on a CPU
 def test_fast_path_equals_the_stored_network(digits, digit_feats, noise, noise_feats) -> None:
     assert np.abs(straightforward(digits[:4]) - digit_feats[:4]).max() < 1e-4
     assert np.abs(straightforward(noise[:2]) - noise_feats[:2]).max() < 1e-4

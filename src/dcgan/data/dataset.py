@@ -20,6 +20,8 @@ from dcgan.seeding import HOLDOUT_SEED
 
 BuiltIn = Callable[[DataConfig, int, int], torch.Tensor]
 
+PARTS = ("train", "holdout", "all")
+
 BUILT_IN: dict[str, BuiltIn] = {"mnist-sample": load_mnist_sample, "fake": load_fake}
 
 
@@ -82,6 +84,8 @@ def decode_dataset(cfg: DataConfig, image_size: int, channels: int) -> ImageSet:
 def open_images(cfg: DataConfig, image_size: int, channels: int, part: str = "train") -> ImageSet:
     """The dataset as an ImageSet; part 'train' drops the last `cfg.holdout` images of a fixed
     shuffle, 'holdout' keeps only those, 'all' keeps everything."""
+    if part not in PARTS:
+        raise ValueError(f"part: {part!r} is not one of {', '.join(PARTS)}")
     full = decode_dataset(cfg, image_size, channels)
     if part == "all" or (cfg.holdout == 0 and part == "train"):
         return full
