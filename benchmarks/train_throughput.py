@@ -9,7 +9,8 @@ with D's weight gradients computed too), on torch's own layer classes. Ours:
 `dcgan.training.step.train_step` with the default settings (precision 'auto', channels-last, losses
 on logits, uint8 data normalised per batch, the moving average of G, the bf16 CPU routes of
 `dcgan.nn.kernels`); also timed with those routes off ("ours_torch_kernels"), to show what they
-buy. All use the paper architecture (ngf = ndf = 64) at batch 128.
+buy, and with every augmentation policy on ("ours_augmented", `--augment translation,cutout,color`),
+to show what augmentation costs. All use the paper architecture (ngf = ndf = 64) at batch 128.
 
 Rounds alternate the loops so that load from other processes hits them alike; the ratio
 is taken per round and reported as min / median / max. Also printed: FLOPs per image per step
@@ -160,6 +161,11 @@ def project_loop(cfg: Config) -> tuple[Callable[[], None], RealBatches]:
     return (lambda: train_step(state, reals, loss, amp, cfg)), reals
 
 
+def with_augmentation(cfg: Config) -> Config:
+    """`cfg` with every DiffAugment policy on every image D sees (p = 1)."""
+    return validate(merge(cfg, {"augment": "translation,cutout,color"}, "bench"))
+
+
 def without_routes(step: Callable[[], None]) -> Callable[[], None]:
     """`step` with dcgan.nn.kernels' routes off: torch's own kernels throughout."""
 
@@ -192,6 +198,7 @@ def side_by_side(size: int, channels: int, args) -> dict:
         "reference_with_loader": reference_loop(cfg, loader=True),
         "ours": ours,
         "ours_torch_kernels": without_routes(project_loop(cfg)[0]),
+        "ours_augmented": project_loop(with_augmentation(cfg))[0],
     }
     flops = {name: flops_per_image(step, args.batch) for name, step in loops.items()}
     for step in loops.values():
@@ -212,6 +219,8 @@ def side_by_side(size: int, channels: int, args) -> dict:
         out[f"ratio_to_{ref}"] = summary(ratios, digits=2)
     ratios = [o / r for o, r in zip(rounds["ours_torch_kernels"], rounds["reference"], strict=True)]
     out["ratio_to_reference_without_routes"] = summary(ratios, digits=2)
+    ratios = [a / o for a, o in zip(rounds["ours_augmented"], rounds["ours"], strict=True)]
+    out["augmented_to_ours"] = summary(ratios, digits=3)
     out["data_images_per_s"] = round(rate(lambda: reals(0), 20, args.batch))
     out["inference_images_per_s"] = round(inference_rate(cfg, args.batch))
     return out
@@ -308,7 +317,7 @@ def main() -> None:
         row = side_by_side(size, channels, args)
         for ref in ("reference", "reference_with_loader"):
             row[ref]["fraction_of_peak"] = round(row[ref]["gflop_per_s"] / peaks["fp32"], 3)
-        for ours in ("ours", "ours_torch_kernels"):
+        for ours in ("ours", "ours_torch_kernels", "ours_augmented"):
             row[ours]["fraction_of_peak"] = round(row[ours]["gflop_per_s"] / peaks[precision], 3)
         report["shapes"].append(row)
         print(json.dumps(row), flush=True)

@@ -17,7 +17,15 @@ from dcgan.training.loop import train
 from dcgan.training.state import build_state, restore
 
 
-@pytest.mark.parametrize("tricks", [{}, {"d_dropout": 0.2, "d_steps": 2, "z_dist": "uniform"}])
+@pytest.mark.parametrize(
+    "tricks",
+    [
+        {},
+        {"d_dropout": 0.2, "d_steps": 2, "z_dist": "uniform"},
+        {"augment": "translation,cutout,color", "augment_p": 0.7, "g_steps": 2},
+        {"augment": "translation,color", "ada_target": 0.6, "ada_interval": 2, "ada_kimg": 0.05},
+    ],
+)
 def test_n_plus_n_equals_2n_bitwise(tiny_config: Config, tricks: dict) -> None:
     cfg = with_settings(tiny_config, deterministic=True, steps=6, checkpoint_every=100, **tricks)
     straight = train(cfg)

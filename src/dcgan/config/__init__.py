@@ -5,9 +5,10 @@ Unknown keys, wrong types and impossible values raise `ConfigError` with a one-l
 names the offending key and what would fix it. Import the names from here.
 """
 
-from dcgan.config.checks import validate
+from dcgan.config.checks import augment_policies, validate
 from dcgan.config.loading import coerce, dump_yaml, from_dict, load_yaml, merge, resolve
 from dcgan.config.schema import (
+    AUGMENT_POLICIES,
     BUILT_IN_DATASETS,
     DATASET_NAMES,
     FILE_DATASETS,
@@ -31,6 +32,7 @@ from dcgan.config.schema import (
 from dcgan.device import DEVICES
 
 __all__ = [
+    "AUGMENT_POLICIES",
     "BUILT_IN_DATASETS",
     "DATASET_NAMES",
     "DEVICES",
@@ -45,6 +47,7 @@ __all__ = [
     "ModelConfig",
     "OutputConfig",
     "TrainConfig",
+    "augment_policies",
     "coerce",
     "diff",
     "dump_yaml",

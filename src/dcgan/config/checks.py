@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 from dcgan.config.schema import (
+    AUGMENT_POLICIES,
     DATASET_NAMES,
     LOSS_NAMES,
     PRECISIONS,
@@ -18,7 +19,7 @@ from dcgan.errors import ConfigError
 
 def validate(cfg: Config) -> Config:
     """Raise ConfigError for impossible values; return cfg unchanged otherwise."""
-    m, d, t, o = cfg.model, cfg.data, cfg.train, cfg.output
+    m, t, o = cfg.model, cfg.train, cfg.output
     size = m.image_size
     if size < 16 or size > 512 or size & (size - 1):
         raise ConfigError(
@@ -60,8 +61,15 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"max_rollbacks: {t.max_rollbacks} must be >= 0")
     _in_range(rollback_lr_factor=(t.rollback_lr_factor, 0.0, 1.0, False))
     _choice("z_dist", t.z_dist, Z_DISTRIBUTIONS)
+    _check_augmentation(cfg)
     if t.seed < 0:
         raise ConfigError(f"seed: {t.seed} must be >= 0")
+    _check_data_and_output(cfg)
+    return cfg
+
+
+def _check_data_and_output(cfg: Config) -> None:
+    d, o = cfg.data, cfg.output
     if d.holdout < 0:
         raise ConfigError(f"holdout: {d.holdout} must be >= 0")
     if d.workers is not None and d.workers < 0:
@@ -75,7 +83,31 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"eval_samples: {o.eval_samples} must be at least 2 (FID needs a spread)")
     _choice("eval_reference", o.eval_reference, ("auto", "holdout", "train", "test", "all"))
     _choice("dataset", d.dataset, DATASET_NAMES)
-    return cfg
+
+
+def augment_policies(text: str) -> tuple[str, ...]:
+    """'cutout,translation' -> ('translation', 'cutout'), in the order they are applied;
+    'none' -> (). An unknown name is a ConfigError naming it."""
+    names = {p.strip() for p in text.split(",") if p.strip()} - {"none"}
+    if unknown := sorted(names - set(AUGMENT_POLICIES)):
+        raise ConfigError(
+            f"augment: {', '.join(unknown)} is not one of {', '.join(AUGMENT_POLICIES)} or none"
+        )
+    return tuple(p for p in AUGMENT_POLICIES if p in names)
+
+
+def _check_augmentation(cfg: Config) -> None:
+    t = cfg.train
+    policies = augment_policies(t.augment)
+    if not (math.isfinite(t.augment_p) and 0.0 <= t.augment_p <= 1.0):
+        raise ConfigError(f"augment_p: {t.augment_p} must be in [0, 1]")
+    if t.ada_target is not None:
+        _in_range(ada_target=(t.ada_target, 0.0, 1.0, True))
+        if not policies:
+            raise ConfigError("ada_target: adaptive augmentation needs --augment policies")
+    _positive(ada_interval=t.ada_interval)
+    if not (math.isfinite(t.ada_kimg) and t.ada_kimg > 0):
+        raise ConfigError(f"ada_kimg: {t.ada_kimg} must be a positive number")
 
 
 def _positive(**values: int) -> None:

@@ -13,6 +13,7 @@ LOSS_NAMES = ("non-saturating", "minimax", "hinge", "least-squares")
 Z_DISTRIBUTIONS = ("normal", "uniform")
 SPLITS = ("train", "test", "all")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+AUGMENT_POLICIES = ("translation", "cutout", "color")  # DiffAugment's, in the order applied
 # Every dataset `data.dataset` may name: the built-in ones, then those read from files (each has
 # a reader in `dcgan.data`; a test keeps the two lists equal).
 BUILT_IN_DATASETS = ("mnist-sample", "fake")
@@ -98,6 +99,15 @@ class TrainConfig:
     ema: float = setting(
         0.999, "decay of the moving average of G's weights used for samples (0: off)"
     )
+    augment: str = setting(
+        "none", "DiffAugment policies for every image D sees: translation,cutout,color or none"
+    )
+    augment_p: float = setting(1.0, "probability that each policy applies to an image")
+    ada_target: float | None = setting(
+        None, "adaptive augmentation: steer p (from 0) to keep E[sign(D(real))] at this, e.g. 0.6"
+    )
+    ada_interval: int = setting(4, "steps between adjustments of the adaptive p")
+    ada_kimg: float = setting(100.0, "thousands of real images over which p may go from 0 to 1")
     seed: int = setting(0, "seed of every random stream of the run")
     device: str = setting("auto", "auto, cpu, cuda or mps")
     deterministic: bool = setting(False, "bitwise-reproducible kernels (slower)")

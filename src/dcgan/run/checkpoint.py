@@ -50,6 +50,8 @@ class Checkpoint:
     rollbacks: int = 0  # divergences recovered from by --on-nan rollback
     images_seen: int | None = None  # real images trained on, over all processes
     world: int = 1  # processes that trained it; any number may resume it
+    augment_p: float | None = None  # the augmentation probability, when --augment is on
+    ada_signal: list[float] | None = None  # ADA's [sum, count] of rt since its last adjustment
 
     def __post_init__(self) -> None:
         if self.images_seen is None:  # written before the field existed

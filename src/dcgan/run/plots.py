@@ -17,6 +17,7 @@ _LOSS_CURVES = (
     ("loss_g", "G"),
 )
 _D_CURVES = (("d_real", "D(x)"), ("d_fake", "D(G(z))"))
+_AUGMENT_CURVES = (("augment_p", "augment p"), ("rt", "rt = E[sign(D(x))]"))
 
 
 def _series(records: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float], list[float]]:
@@ -32,12 +33,13 @@ def _series(records: Sequence[Mapping[str, Any]], key: str) -> tuple[list[float]
 
 
 def plot_losses(records: Sequence[Mapping[str, Any]], path: Path | str) -> Path:
-    """Plot stats rows to a PNG with two panels; returns the path.
+    """Plot stats rows to a PNG; returns the path.
 
     Each record is a dict with ``step`` and any of ``loss_d_real``, ``loss_d_fake``, ``loss_d``,
-    ``loss_g`` (left panel, "Losses") and ``d_real``, ``d_fake`` (right panel, mean sigmoid of
-    D's logits on real / fake images, y in [0, 1]). A record missing a key is skipped for that
-    curve only. Raises ValueError if ``records`` is empty. Written atomically.
+    ``loss_g`` (panel "Losses") and ``d_real``, ``d_fake`` (mean sigmoid of D's logits on real /
+    fake images, y in [0, 1]). When records hold ``augment_p``, a third panel shows it with ADA's
+    overfitting signal ``rt`` = E[sign(D(x))]. A record missing a key is skipped for that curve
+    only. Raises ValueError if ``records`` is empty. Written atomically.
     """
     if len(records) == 0:
         raise ValueError("plot_losses needs at least one record")
@@ -47,31 +49,30 @@ def plot_losses(records: Sequence[Mapping[str, Any]], path: Path | str) -> Path:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(12, 4.5), dpi=100, layout="constrained")
+    augmented = any(row.get("augment_p") is not None for row in records)
+    fig = Figure(figsize=(18 if augmented else 12, 4.5), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    ax_loss, ax_d = fig.subplots(1, 2)
-
-    for key, label in _LOSS_CURVES:
-        xs, ys = _series(records, key)
-        if xs:
-            ax_loss.plot(xs, ys, label=label, linewidth=1.2)
-    ax_loss.set_title("Losses")
-    ax_loss.set_ylabel("loss")
-
-    for key, label in _D_CURVES:
-        xs, ys = _series(records, key)
-        if xs:
-            ax_d.plot(xs, ys, label=label, linewidth=1.2)
+    axes = fig.subplots(1, 3 if augmented else 2)
+    _panel(axes[0], records, _LOSS_CURVES, "Losses", "loss")
+    _panel(axes[1], records, _D_CURVES, "Discriminator outputs", "mean sigmoid(D)")
     # 0.5 is where D can no longer tell real from fake: the GAN equilibrium.
-    ax_d.axhline(0.5, color="grey", linestyle="--", linewidth=0.8)
-    ax_d.set_ylim(0, 1)
-    ax_d.set_title("Discriminator outputs")
-    ax_d.set_ylabel("mean sigmoid(D)")
-
-    for ax in (ax_loss, ax_d):
-        ax.set_xlabel("step")
-        ax.grid(True, alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:  # a legend with no lines only warns
-            ax.legend(loc="best")
-
+    axes[1].axhline(0.5, color="grey", linestyle="--", linewidth=0.8)
+    axes[1].set_ylim(0, 1)
+    if augmented:
+        _panel(axes[2], records, _AUGMENT_CURVES, "Augmentation", "p, rt")
+        axes[2].set_ylim(-1.05, 1.05)
     return atomic_write(path, lambda f: fig.savefig(f, format="png"))
+
+
+def _panel(ax, records, curves: tuple[tuple[str, str], ...], title: str, ylabel: str) -> None:
+    """One panel: a line per (key, label) of `curves` that the records hold."""
+    for key, label in curves:
+        xs, ys = _series(records, key)
+        if xs:
+            ax.plot(xs, ys, label=label, linewidth=1.2)
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.set_xlabel("step")
+    ax.grid(True, alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:  # a legend with no lines only warns
+        ax.legend(loc="best")

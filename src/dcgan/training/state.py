@@ -13,11 +13,12 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from dcgan.config import Config, to_dict
+from dcgan.config import Config, augment_policies, to_dict
 from dcgan.nn.ema import make_ema, recalibrate_batchnorm
 from dcgan.nn.models import Discriminator, Generator
 from dcgan.run.checkpoint import Checkpoint
 from dcgan.seeding import STREAM_TRAIN_NOISE, seed_for, z_for_indices
+from dcgan.training.augmenting import AdaptiveP, Augmenter
 from dcgan.training.distributed import Processes
 from dcgan.training.precision import Precision
 
@@ -58,6 +59,8 @@ class TrainState:
     images_seen: int = 0  # real images trained on, over all processes
     rank: int = 0  # this process's slice of each global batch...
     world: int = 1  # ...of `world` slices (torchrun's processes)
+    augmenter: Augmenter | None = None  # --augment: what D's inputs go through
+    ada: AdaptiveP | None = None  # --ada-target: what steers the augmenter's p
 
 
 def build_state(
@@ -92,7 +95,21 @@ def build_state(
     amp = Precision(t.precision, device.type)
     if t.precision == "fp16":
         state.scalers = Scalers(d=amp.scaler(), g=amp.scaler())
+    state.augmenter, state.ada = make_augmentation(cfg, procs)
     return state
+
+
+def make_augmentation(cfg: Config, procs: Processes) -> tuple[Augmenter | None, AdaptiveP | None]:
+    """The augmenter of D's inputs (None without --augment) and, with --ada-target, the
+    controller of its p, which then starts at 0."""
+    t = cfg.train
+    policies = augment_policies(t.augment)
+    if not policies:
+        return None, None
+    ada = None if t.ada_target is None else AdaptiveP(t.ada_target, t.ada_interval, t.ada_kimg)
+    p = t.augment_p if ada is None else 0.0
+    size = cfg.model.image_size
+    return Augmenter(policies, p, t.seed, size, procs.rank, procs.world), ada
 
 
 class Features(nn.Module):
@@ -158,6 +175,8 @@ def to_checkpoint(state: TrainState, cfg: Config) -> Checkpoint:
         rollbacks=state.rollbacks,
         images_seen=state.images_seen,
         world=state.world,
+        augment_p=None if state.augmenter is None else state.augmenter.p,
+        ada_signal=None if state.ada is None else state.ada.state(),
     )
 
 
@@ -175,6 +194,10 @@ def restore(state: TrainState, saved: Checkpoint) -> None:
     if state.scalers is not None and saved.scalers:
         for scaler, scaler_state in zip(state.scalers, saved.scalers, strict=True):
             scaler.load_state_dict(scaler_state)
+    if state.augmenter is not None and saved.augment_p is not None:
+        state.augmenter.p = saved.augment_p
+    if state.ada is not None and saved.ada_signal is not None:
+        state.ada.load(saved.ada_signal, next(state.discriminator.parameters()).device)
     state.noise_rng.set_state(saved.rng["noise"])
     torch.set_rng_state(saved.rng["torch"])
     if "cuda" in saved.rng and torch.cuda.is_available():

@@ -30,6 +30,7 @@ class StepStats:
     d_real: torch.Tensor  # mean sigmoid(D(x)) over the real batch
     d_fake: torch.Tensor  # mean sigmoid(D(G(z))) over the fakes
     loss_fm: torch.Tensor  # the feature-matching term (0 when off)
+    rt: torch.Tensor  # mean sign(D(x)) over the real batch: ADA's overfitting signal
 
     def stacked(self) -> torch.Tensor:
         """(len(STAT_KEYS),) in STAT_KEYS order: one tensor to sum and check on the device."""
@@ -47,6 +48,7 @@ class DUpdate:
     loss_fake: torch.Tensor
     d_real: torch.Tensor
     d_fake: torch.Tensor
+    rt: torch.Tensor
     fake: torch.Tensor  # (B, C, S, S)
 
 
@@ -58,24 +60,33 @@ def train_step(
     cfg: Config,
 ) -> StepStats:
     """One step: `d_steps` D updates, each on a fresh real batch (`reals(number)`), then
-    `g_steps` G updates (the first reuses D's fakes, later ones draw new z), then the average."""
+    `g_steps` G updates (the first reuses D's fakes, later ones draw new z), then the average.
+    With --augment, every image D sees goes through the augmenter first."""
     t = cfg.train
     for k in range(t.d_steps):
         real = reals(state.step * t.d_steps + k)
         z = draw_z(state, len(real), cfg).to(real.device)
-        d = d_update(state, loss, real, z, cfg, amp)
+        d = d_update(state, loss, real, z, cfg, amp, slot=2 * k)
     fake, fm_weight = d.fake, fm_weight_at(cfg, state.step)
     for k in range(t.g_steps):
         if k > 0:
             z = draw_z(state, len(real), cfg).to(real.device)
             with amp.autocast():
                 fake = state.runners.g(z)
-        loss_g, loss_fm = g_update(state, loss, fake, real, fm_weight, cfg, amp)
+        slot = 2 * t.d_steps + 2 * k
+        loss_g, loss_fm = g_update(state, loss, fake, real, fm_weight, cfg, amp, slot)
     if state.ema is not None:
         update_ema(state.ema, state.generator, decay_at(t.ema, state.step))
+    if state.ada is not None:
+        state.ada.add(d.rt)
     state.step += 1
     state.images_seen += len(real) * state.world * t.d_steps
-    return StepStats(d.loss_real, d.loss_fake, loss_g, d.d_real, d.d_fake, loss_fm)
+    return StepStats(d.loss_real, d.loss_fake, loss_g, d.d_real, d.d_fake, loss_fm, d.rt)
+
+
+def augmented(state: TrainState, x: torch.Tensor, slot: int) -> torch.Tensor:
+    """x (B, C, S, S) as D sees it: through the augmenter (call `slot` of this step) if any."""
+    return x if state.augmenter is None else state.augmenter(x, state.step, slot)
 
 
 def draw_z(state: TrainState, batch: int, cfg: Config) -> torch.Tensor:
@@ -99,12 +110,15 @@ def d_update(
     z: torch.Tensor,
     cfg: Config,
     amp: Precision,
+    slot: int = 0,
 ) -> DUpdate:
-    """One D step on a real batch (B, C, S, S) and G(z), z (B, nz)."""
+    """One D step on a real batch (B, C, S, S) and G(z), z (B, nz); augmentation calls `slot`
+    and `slot + 1` of the step."""
     t = cfg.train
     with amp.autocast():
         fake = state.runners.g(z)
-        real_logits, fake_logits = state.runners.d(real)[0], state.runners.d(fake.detach())[0]
+        real_logits = state.runners.d(augmented(state, real, slot))[0]
+        fake_logits = state.runners.d(augmented(state, fake.detach(), slot + 1))[0]
     loss_real, loss_fake = loss.d(real_logits, fake_logits, t.real_label)
     scaler = state.scalers.d if state.scalers else None
     optimise(loss_real + loss_fake, state.opt_d, state.discriminator, scaler, t.grad_clip)
@@ -113,6 +127,7 @@ def d_update(
         loss_fake.detach(),
         real_logits.detach().float().sigmoid().mean(),
         fake_logits.detach().float().sigmoid().mean(),
+        real_logits.detach().float().sign().mean(),
         fake,
     )
 
@@ -125,20 +140,22 @@ def g_update(
     fm_weight: float,
     cfg: Config,
     amp: Precision,
+    slot: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One G step on `fake` (B, C, S, S) with its graph; D's weights get no gradients here.
+    Augmentation calls `slot` (the fakes) and `slot + 1` (the reals of feature matching).
 
     Returns G's loss and the feature-matching term, detached.
     """
     d = state.discriminator
     d.requires_grad_(False)  # skips D's weight gradients: only G is updated
     with amp.autocast():
-        logits, fake_feats = state.runners.d_frozen(fake)
+        logits, fake_feats = state.runners.d_frozen(augmented(state, fake, slot))
     loss_g = loss.g(logits)
     loss_fm = torch.zeros((), device=fake.device)
     if fm_weight > 0:
         with torch.no_grad(), amp.autocast():
-            _, real_feats = state.runners.d_frozen(real)
+            _, real_feats = state.runners.d_frozen(augmented(state, real, slot + 1))
         loss_fm = feature_matching(real_feats, fake_feats)
         loss_g = loss_g + fm_weight * loss_fm
     scaler = state.scalers.g if state.scalers else None

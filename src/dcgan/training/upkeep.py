@@ -74,6 +74,8 @@ def upkeep(ctx: RunContext, state: TrainState, last: bool) -> None:
     """After a step: whatever is due of stats, preview, FID and checkpoint (all when `last`)."""
     o, step = ctx.cfg.output, state.step
     ctx.log.advance()
+    if state.ada is not None and step % state.ada.interval == 0:
+        steer_augmentation(ctx, state)
     due_log = ctx.acc.count and (step % o.log_every == 0 or last)
     due_sample = step % o.sample_every == 0 or last
     due_eval = o.eval_every > 0 and (step % o.eval_every == 0 or last)
@@ -96,6 +98,13 @@ def upkeep(ctx: RunContext, state: TrainState, last: bool) -> None:
     ctx.procs.on_main(write)
 
 
+def steer_augmentation(ctx: RunContext, state: TrainState) -> None:
+    """ADA: move the augmentation probability by the rt of the steps since the last move."""
+    t = ctx.cfg.train
+    images_per_step = t.batch_size * state.world * t.d_steps
+    state.augmenter.p = state.ada.adjust(state.augmenter.p, images_per_step, ctx.procs.mean)
+
+
 def make_record(ctx: RunContext, state: TrainState) -> dict[str, Any]:
     """One stats.jsonl row from the accumulated means (the only host sync of a log interval)."""
     steps_done = ctx.acc.count
@@ -103,6 +112,7 @@ def make_record(ctx: RunContext, state: TrainState) -> dict[str, Any]:
     t = ctx.cfg.train
     global_batch = t.batch_size * state.world
     images = steps_done * global_batch * t.d_steps
+    augment = {} if state.augmenter is None else {"augment_p": round(state.augmenter.p, 6)}
     return {
         "step": state.step,
         "epoch": round(state.step / ctx.per_epoch, 4),
@@ -113,6 +123,7 @@ def make_record(ctx: RunContext, state: TrainState) -> dict[str, Any]:
         "lr_g": state.opt_g.param_groups[0]["lr"],
         "lr_d": state.opt_d.param_groups[0]["lr"],
         "images_per_s": round(images / max(seconds, 1e-9), 1),
+        **augment,
     }
 
 

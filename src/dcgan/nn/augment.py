@@ -1,0 +1,132 @@
+"""Differentiable augmentation of the images D sees (DiffAugment, Zhao et al. 2020), per image
+with probability p (as adaptive discriminator augmentation, Karras et al. 2020, steers it).
+
+Three policies, each a small tensor function of the images and per-image parameters, so the
+gradient flows through them to G:
+
+- translation: shift by up to 1/8 of the side, borders filled by reflection;
+- cutout: a square of half the side, centred anywhere (clipped at the border), set to 0 (grey);
+- color: brightness +-0.5, saturation x[0, 2) (colour images), contrast x[0.5, 1.5).
+
+Images stay in [-1, 1]: color clamps its result, with the gradient passed straight through as if
+unclamped (a saturated pixel still tells G which way to move). The parameters are drawn for a
+whole global batch from a seeded generator (`draw_params`), so every process, and a resumed run,
+augments exactly as one unbroken process would.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+import torch.nn.functional as F
+
+from dcgan.config import AUGMENT_POLICIES
+
+POLICIES = AUGMENT_POLICIES
+TRANSLATION_RATIO = 0.125  # DiffAugment's: shifts up to 1/8 of the side
+CUTOUT_RATIO = 0.5  # DiffAugment's: a square of half the side
+
+
+@dataclass
+class AugmentParams:
+    """Per-image parameters of every policy, for n images (CPU tensors)."""
+
+    apply: torch.Tensor  # (len(POLICIES), n) bool: which images get each policy
+    shift: torch.Tensor  # (n, 2) int64 rows, columns in [-max_shift, max_shift]
+    centre: torch.Tensor  # (n, 2) int64 the cutout square's centre, in [0, size)
+    brightness: torch.Tensor  # (n,) added, in [-0.5, 0.5)
+    saturation: torch.Tensor  # (n,) factor in [0, 2)
+    contrast: torch.Tensor  # (n,) factor in [0.5, 1.5)
+
+    def part(self, part: slice) -> AugmentParams:
+        """The parameters of images `part` (this process's slice of a global batch)."""
+        per_image = {f.name: getattr(self, f.name)[part] for f in fields(self) if f.name != "apply"}
+        return AugmentParams(apply=self.apply[:, part], **per_image)
+
+
+def max_shift(size: int) -> int:
+    return int(size * TRANSLATION_RATIO + 0.5)
+
+
+def draw_params(n: int, size: int, p: float, generator: torch.Generator) -> AugmentParams:
+    """Parameters for n images of side `size`; each policy applies to an image with
+    probability p. The draws are the same whatever the policies, so turning one on or off does
+    not change the others' parameters."""
+    r = max_shift(size)
+    return AugmentParams(
+        apply=torch.rand(len(POLICIES), n, generator=generator) < p,
+        shift=torch.randint(-r, r + 1, (n, 2), generator=generator),
+        centre=torch.randint(0, size, (n, 2), generator=generator),
+        brightness=torch.rand(n, generator=generator) - 0.5,
+        saturation=torch.rand(n, generator=generator) * 2,
+        contrast=torch.rand(n, generator=generator) + 0.5,
+    )
+
+
+def augment(x: torch.Tensor, policies: tuple[str, ...], params: AugmentParams) -> torch.Tensor:
+    """Images x (B, C, S, S) in [-1, 1] with each of `policies` applied to the images its
+    `params.apply` row selects; differentiable in x. Returns (B, C, S, S) in [-1, 1]."""
+    ops = {"translation": _translation, "cutout": _cutout, "color": _color}
+    for row, name in enumerate(POLICIES):
+        if name in policies:
+            chosen = params.apply[row].to(x.device).view(-1, 1, 1, 1)
+            x = torch.where(chosen, ops[name](x, params), x)
+    return x
+
+
+def translate(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """x (B, C, H, W) moved down/right by shift (B, 2) pixels, borders filled by reflection."""
+    b, _, h, w = x.shape
+    r = max(max_shift(h), max_shift(w), 1)
+    padded = F.pad(x, (r, r, r, r), mode="reflect")
+    dy, dx = (shift.to(x.device)[:, k] for k in (0, 1))
+    rows = torch.arange(h, device=x.device) + r - dy[:, None]  # (B, H)
+    cols = torch.arange(w, device=x.device) + r - dx[:, None]  # (B, W)
+    batch = torch.arange(b, device=x.device)[:, None, None]
+    out = padded[batch, :, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+    return out.permute(0, 3, 1, 2)
+
+
+def cutout(x: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
+    """x (B, C, H, W) with a square of CUTOUT_RATIO of the side around centre (B, 2) set to 0."""
+    _, _, h, w = x.shape
+    rows, cols = (
+        _span(torch.arange(n, device=x.device), centre.to(x.device)[:, k, None], n)
+        for k, n in ((0, h), (1, w))
+    )  # (B, H), (B, W)
+    inside = rows[:, None, :, None] & cols[:, None, None, :]  # (B, 1, H, W)
+    return x.masked_fill(inside, 0.0)
+
+
+def _span(positions: torch.Tensor, centre: torch.Tensor, side: int) -> torch.Tensor:
+    """Which `positions` a cutout of CUTOUT_RATIO * side around `centre` (B, 1) covers."""
+    length = int(side * CUTOUT_RATIO + 0.5)
+    first = centre - length // 2
+    return (positions >= first) & (positions < first + length)
+
+
+def adjust_color(
+    x: torch.Tensor, brightness: torch.Tensor, saturation: torch.Tensor, contrast: torch.Tensor
+) -> torch.Tensor:
+    """Brightness (added), saturation and contrast (factors) per image (B,), on x (B, C, H, W);
+    clamped to [-1, 1] with a straight-through gradient."""
+    view = (-1, 1, 1, 1)
+    x = x + brightness.to(x).view(view)
+    grey = x.mean(1, keepdim=True)
+    x = (x - grey) * saturation.to(x).view(view) + grey
+    mean = x.mean((1, 2, 3), keepdim=True)
+    x = (x - mean) * contrast.to(x).view(view) + mean
+    return x + (x.clamp(-1.0, 1.0) - x).detach()
+
+
+def _translation(x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+    return translate(x, params.shift)
+
+
+def _cutout(x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+    return cutout(x, params.centre)
+
+
+def _color(x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
+    return adjust_color(x, params.brightness, params.saturation, params.contrast)
