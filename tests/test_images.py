@@ -11,7 +11,21 @@ import torch
 from PIL import Image
 
 from dcgan.fsio import atomic_write
-from dcgan.images import make_grid, read_png, save_gif, save_png, to_uint8
+from dcgan.images import (
+    LABEL_BOX,
+    LABEL_TEXT,
+    add_row_labels,
+    enlarge,
+    label_height,
+    label_scale,
+    make_grid,
+    read_png,
+    save_gif,
+    save_gif_images,
+    save_png,
+    text_mask,
+    to_uint8,
+)
 from dcgan.run.plots import plot_losses
 
 
@@ -244,6 +258,89 @@ def test_save_gif_empty_raises(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least one frame"):
         save_gif([], tmp_path / "empty.gif")
     assert not (tmp_path / "empty.gif").exists()
+
+
+# --- labels, enlarge, save_gif_images --------------------------------------------------------
+
+
+def test_label_scale_and_text_mask() -> None:
+    assert [label_scale(s) for s in (16, 64, 128, 256, 512)] == [1, 1, 1, 2, 4]
+    assert [label_height(s) for s in (16, 256, 512)] == [9, 18, 36]
+    one = text_mask("0")
+    assert one.shape == (7, 6) and one.dtype == bool and one.any()
+    assert text_mask("63").shape == (7, 12)
+    assert text_mask("63", 2).shape == (14, 24)
+    assert np.array_equal(text_mask("7", 2)[::2, ::2], text_mask("7"))
+    assert not np.array_equal(text_mask("6"), text_mask("8"))
+
+
+@pytest.mark.parametrize(("c", "size"), [(1, 16), (3, 32), (4, 256)])
+def test_make_grid_labels_add_strips_and_leave_the_images(c: int, size: int) -> None:
+    images = _random_uint8(5, c, size, size)
+    plain = make_grid(images, nrow=3)
+    labelled = make_grid(images, nrow=3, labels=[str(i) for i in range(5)])
+    strip = label_height(size)
+    assert labelled.shape == (c, plain.shape[1] + 2 * strip, plain.shape[2])
+    for k in range(5):
+        r, col = divmod(k, 3)
+        top, left = 2 + r * (size + 2), 2 + col * (size + 2)
+        top_l = top + (r + 1) * strip
+        assert torch.equal(labelled[:, top_l : top_l + size, left : left + size], images[k])
+        box = labelled[:, top_l - strip : top_l, left : left + size]
+        assert set(box.unique().tolist()) == {LABEL_BOX, LABEL_TEXT}
+        assert (box == LABEL_TEXT).sum() >= 7 * label_scale(size) ** 2  # a visible digit
+    # everything outside the images and the strips is still padding
+    mask = torch.ones_like(labelled, dtype=torch.bool)
+    for k in range(5):
+        r, col = divmod(k, 3)
+        top_l, left = 2 + r * (size + 2 + strip), 2 + col * (size + 2)
+        mask[:, top_l : top_l + strip + size, left : left + size] = False
+    assert (labelled[mask] == 0).all()
+
+
+def test_make_grid_labels_edge_cases() -> None:
+    images = _random_uint8(2, 1, 16, 16)
+    grid = make_grid(images, labels=["", "12345"])  # empty: no box; too wide: cut at the edge
+    assert (grid[:, 2:11, 2:18] == 0).all()
+    assert (grid[:, 2:11, 20:36] != 0).all()  # the box fills the strip, text or not
+    with pytest.raises(ValueError, match="2 labels for 3 images"):
+        make_grid(_random_uint8(3, 1, 4, 4), labels=["a", "b"])
+
+
+def test_add_row_labels() -> None:
+    grid = make_grid(_random_uint8(4, 3, 16, 16), nrow=2)
+    out = add_row_labels(grid, ["A", "A-B+C"], 16)
+    margin = out.shape[2] - grid.shape[2]
+    assert margin == text_mask("A-B+C").shape[1] + 4
+    assert torch.equal(out[:, :, margin:], grid)
+    for r in range(2):
+        rows = out[:, 2 + r * 18 : 2 + r * 18 + 16, :margin]
+        assert (rows == LABEL_TEXT).any()
+    assert (out[:, :, :margin] != LABEL_TEXT).logical_and(out[:, :, :margin] != 0).sum() == 0
+
+
+def test_enlarge() -> None:
+    x = torch.arange(4, dtype=torch.uint8).view(1, 2, 2)
+    assert torch.equal(enlarge(x, 1), x)
+    big = enlarge(x, 3)
+    assert big.shape == (1, 6, 6) and torch.equal(big[:, ::3, ::3], x)
+    with pytest.raises(ValueError):
+        enlarge(x, 0)
+
+
+@pytest.mark.parametrize("c", [1, 3, 4])
+def test_save_gif_images(tmp_path: Path, c: int) -> None:
+    frames = torch.stack([torch.full((c, 5, 7), 10 * i, dtype=torch.uint8) for i in range(6)])
+    path = save_gif_images(frames, tmp_path / "a.gif", duration_ms=40)
+    decoded = _gif_frames(path)
+    assert len(decoded) == 6 and decoded[0].shape == (5, 7)
+    if c == 1:
+        assert [int(f[0, 0]) for f in decoded] == [10 * i for i in range(6)]
+    with Image.open(path) as im:
+        assert im.info["duration"] == 40
+    assert len(_gif_frames(save_gif_images(list(frames), tmp_path / "b.gif"))) == 6
+    with pytest.raises(ValueError, match="at least one frame"):
+        save_gif_images(frames[:0], tmp_path / "c.gif")
 
 
 # --- atomic_write -----------------------------------------------------------------------------

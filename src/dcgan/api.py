@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file
 
+from dcgan import latent
 from dcgan.config import Config, from_dict, merge, resolve, validate
 from dcgan.errors import CheckpointError, ConfigError
 from dcgan.nn.models import Discriminator, Generator, summary
@@ -132,3 +134,79 @@ class DCGAN:
         """Image `index` of `seed` as a float tensor (C, S, S) in [0, 1]."""
         _, images = next(generate(self.sampler, [index], seed, 1, self.config.train.z_dist))
         return images[0].float() / 255.0
+
+    # --- latent space: the same functions as `dcgan interpolate`, `arithmetic`, `walk`, `sweep`
+
+    def interpolate(
+        self,
+        i: int,
+        j: int,
+        steps: int = 10,
+        method: str | None = None,
+        seed: int = 0,
+        batch_size: int = 64,
+    ) -> torch.Tensor:
+        """Images from image `i` to image `j` of `seed`: float (steps, C, S, S) in [0, 1].
+
+        The first and last are exactly `generate_image(seed, i)` and `generate_image(seed, j)`.
+        `method`: "slerp" (the great circle; the default for normal z) or "lerp" (the straight
+        line; the default for uniform z).
+        """
+        dist = self.config.train.z_dist
+        images = latent.interpolate(self.sampler, [(i, j)], steps, method, seed, dist, batch_size)
+        return _unit(images[0])
+
+    def arithmetic(
+        self,
+        a: Sequence[int],
+        b: Sequence[int],
+        c: Sequence[int],
+        seed: int = 0,
+        variations: int = 8,
+        noise: float = 0.25,
+        batch_size: int = 64,
+    ) -> latent.Arithmetic:
+        """mean(A) - mean(B) + mean(C) on the z of images `a`, `b`, `c` of `seed` (the paper's
+        figure 7). Returns float images in [0, 1]: `.exemplars` (three (n, C, S, S)), `.means`
+        (3, C, S, S), `.result` (C, S, S) and `.variations` (variations, C, S, S), the result's
+        z with `noise` times a seeded draw of z's distribution added."""
+        record = latent.arithmetic(
+            self.sampler, a, b, c, seed, variations, noise, self.config.train.z_dist, batch_size
+        )
+        return record.map(_unit)
+
+    def walk(
+        self,
+        frames: int = 120,
+        keys: int = 6,
+        seed: int = 0,
+        method: str | None = None,
+        batch_size: int = 64,
+    ) -> torch.Tensor:
+        """A loop through images 0..keys-1 of `seed` and back to image 0 along great circles:
+        float (frames, C, S, S) in [0, 1], frames about equally far apart in z, no jump from
+        the last frame to the first."""
+        dist = self.config.train.z_dist
+        images = latent.walk(self.sampler, frames, keys, seed, method, dist, batch_size)
+        return _unit(images)
+
+    def sweep(
+        self,
+        index: int,
+        dims: Sequence[int],
+        low: float = -3.0,
+        high: float = 3.0,
+        steps: int = 9,
+        seed: int = 0,
+        batch_size: int = 64,
+    ) -> torch.Tensor:
+        """Image `index` of `seed` with one z dimension at a time set to each of `steps` values
+        from `low` to `high`: float (len(dims), steps, C, S, S) in [0, 1]."""
+        dist = self.config.train.z_dist
+        images = latent.sweep(self.sampler, index, dims, low, high, steps, seed, dist, batch_size)
+        return _unit(images)
+
+
+def _unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float in [0, 1], as `DCGAN.generate_image` returns them."""
+    return images.float() / 255.0

@@ -7,6 +7,7 @@ to disk is uint8 with shape (C, H, W). Files are written atomically (`dcgan.fsio
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,11 +15,26 @@ from typing import BinaryIO
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 from dcgan.fsio import atomic_write
 
-__all__ = ["make_grid", "read_png", "save_gif", "save_png", "to_uint8"]
+__all__ = [
+    "add_row_labels",
+    "enlarge",
+    "label_height",
+    "label_scale",
+    "make_grid",
+    "read_png",
+    "save_gif",
+    "save_gif_images",
+    "save_png",
+    "text_mask",
+    "to_uint8",
+]
+
+LABEL_TEXT = 235  # labels: light text ...
+LABEL_BOX = 48  # ... on a dark grey box, apart from both black padding and black backgrounds
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -36,7 +52,11 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 def make_grid(
-    images: torch.Tensor, nrow: int | None = None, padding: int = 2, pad_value: int = 0
+    images: torch.Tensor,
+    nrow: int | None = None,
+    padding: int = 2,
+    pad_value: int = 0,
+    labels: Sequence[str] | None = None,
 ) -> torch.Tensor:
     """Tile uint8 images (N, C, H, W) into one uint8 image (C, H', W').
 
@@ -45,6 +65,12 @@ def make_grid(
     ``H' = rows * (H + padding) + padding`` and ``W' = cols * (W + padding) + padding`` with
     ``cols = min(nrow, N)`` and ``rows = ceil(N / cols)``. Unused cells stay ``pad_value``.
     Unlike torchvision, the channel count is kept as is (no grey -> RGB expansion).
+
+    ``labels`` (one short text per image, e.g. its index) adds a caption strip of
+    ``label_height(H)`` rows above each image: light text on a dark box as wide as the image
+    (text wider than the image is cut at its edge; an empty text leaves the strip
+    ``pad_value``). The images themselves are untouched, so each tile equals the unlabelled
+    grid's; only the strips are new and ``H'`` grows by ``rows * label_height(H)``.
     """
     if not isinstance(images, torch.Tensor) or images.dtype != torch.uint8:
         got = images.dtype if isinstance(images, torch.Tensor) else type(images).__name__
@@ -63,15 +89,108 @@ def make_grid(
     if not 0 <= pad_value <= 255:
         raise ValueError(f"pad_value must be in [0, 255], got {pad_value}")
 
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"make_grid got {len(labels)} labels for {n} images")
+
+    strip = 0 if labels is None else label_height(h)
     cols = min(nrow, n)
     rows = math.ceil(n / cols)
-    cell_h, cell_w = h + padding, w + padding
+    cell_h, cell_w = h + padding + strip, w + padding
     grid = images.new_full((c, rows * cell_h + padding, cols * cell_w + padding), pad_value)
     for k in range(n):
-        top = (k // cols) * cell_h + padding
+        top = (k // cols) * cell_h + padding + strip
         left = (k % cols) * cell_w + padding
         grid[:, top : top + h, left : left + w] = images[k]
+        if labels is not None and labels[k]:
+            _caption(grid[:, top - strip : top, left : left + w], labels[k], label_scale(h))
     return grid
+
+
+@functools.lru_cache(maxsize=1)
+def _font() -> ImageFont.ImageFont:
+    """Pillow's built-in bitmap font (no FreeType, the same pixels on every machine)."""
+    load = getattr(ImageFont, "load_default_imagefont", None)  # Pillow >= 10.1
+    return load() if load is not None else ImageFont.load_default()
+
+
+# The bitmap font draws digits and capitals in rows 2..8 of its 11-row line; labels keep those
+# rows (more where a glyph reaches further), so a row of index labels is 7 pixels of text.
+_CAP_TOP, _CAP_BOTTOM = 2, 9
+
+
+def label_scale(image_size: int) -> int:
+    """How many times to enlarge label text for images of this size: 1 up to 255 px, 2 at
+    256, 4 at 512, so labels stay legible without covering more of a large image."""
+    return max(1, image_size // 128)
+
+
+def label_height(image_size: int) -> int:
+    """Height of a caption strip (7 rows of text and a row of margin above and below)."""
+    return (_CAP_BOTTOM - _CAP_TOP + 2) * label_scale(image_size)
+
+
+def text_mask(text: str, scale: int = 1) -> np.ndarray:
+    """Boolean mask (h, w) of ``text`` in the bitmap font, cut to its cap height (7 rows for
+    digits and capitals) and enlarged ``scale`` times with nearest-neighbour pixels."""
+    font = _font()
+    width = max(1, int(font.getbbox(text)[2]))
+    canvas = Image.new("L", (width, 11), 0)
+    ImageDraw.Draw(canvas).text((0, 0), text, fill=255, font=font)
+    ink = np.asarray(canvas) > 127
+    rows = np.flatnonzero(ink.any(axis=1))
+    top = min(_CAP_TOP, int(rows[0])) if rows.size else _CAP_TOP
+    bottom = max(_CAP_BOTTOM, int(rows[-1]) + 1) if rows.size else _CAP_BOTTOM
+    return ink[top:bottom].repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def _stamp(region: torch.Tensor, mask: np.ndarray, y: int, x: int, value: int) -> None:
+    """Set ``region`` (C, h, w) to ``value`` where ``mask`` is set, with the mask's top-left at
+    (y, x); whatever falls outside the region is cut."""
+    h = min(mask.shape[0], region.shape[1] - y)
+    w = min(mask.shape[1], region.shape[2] - x)
+    if h > 0 and w > 0:
+        region[:, y : y + h, x : x + w][:, torch.from_numpy(mask[:h, :w].copy())] = value
+
+
+def _caption(strip: torch.Tensor, text: str, scale: int) -> None:
+    """Fill a caption strip (C, h, w) with the dark box and draw ``text`` left-aligned in it."""
+    strip.fill_(LABEL_BOX)
+    _stamp(strip, text_mask(text, scale), scale, scale, LABEL_TEXT)
+
+
+def add_row_labels(
+    grid: torch.Tensor,
+    labels: Sequence[str],
+    image_size: int,
+    padding: int = 2,
+    pad_value: int = 0,
+    captioned: bool = False,
+) -> torch.Tensor:
+    """Prepend a margin to a ``make_grid`` grid (C, H', W') with ``labels[r]`` in light text,
+    centred on row r of images of height ``image_size`` (``captioned``: a grid made with
+    ``labels``, whose rows have caption strips); returns (C, H', margin + W')."""
+    if grid.dim() != 3 or grid.dtype != torch.uint8:
+        raise ValueError(f"add_row_labels expects a uint8 grid (C, H, W), got {tuple(grid.shape)}")
+    scale = label_scale(image_size)
+    strip = label_height(image_size) if captioned else 0
+    masks = [text_mask(label, scale) for label in labels]
+    margin = max((m.shape[1] for m in masks), default=0) + 2 * padding
+    out = grid.new_full((grid.shape[0], grid.shape[1], margin + grid.shape[2]), pad_value)
+    out[:, :, margin:] = grid
+    for r, mask in enumerate(masks):
+        top = padding + strip + r * (strip + image_size + padding)
+        _stamp(out, mask, top + (image_size - mask.shape[0]) // 2, padding, LABEL_TEXT)
+    return out
+
+
+def enlarge(images: torch.Tensor, factor: int) -> torch.Tensor:
+    """Images (..., H, W) with every pixel repeated ``factor`` times down and across (nearest
+    neighbour: crisp pixels for small images shown large)."""
+    if factor < 1:
+        raise ValueError(f"factor must be >= 1, got {factor}")
+    if factor == 1:
+        return images
+    return images.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
 
 
 def _to_hwc_array(image: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -159,6 +278,27 @@ def save_gif(
             # convert() returns a loaded copy, so the file can be closed right away. GIF has no
             # real alpha channel, so alpha is dropped; pure grey stays "L" (exact grey palette).
             images.append(im.convert("L" if im.mode in ("L", "1") else "RGB"))
+    return _write_gif(images, path, duration_ms)
+
+
+def save_gif_images(
+    frames: torch.Tensor | Sequence[torch.Tensor], path: Path | str, duration_ms: int = 50
+) -> Path:
+    """Write uint8 frames (N, C, H, W) (or a sequence of (C, H, W)) as a looping GIF, every
+    frame kept and shown ``duration_ms``; channels as ``save_png`` (alpha dropped). As in
+    ``save_gif``, the encoder merges consecutive identical frames into one longer frame."""
+    if len(frames) == 0:
+        raise ValueError("save_gif_images needs at least one frame")
+    if duration_ms <= 0:
+        raise ValueError(f"duration_ms must be > 0, got {duration_ms}")
+    images = [Image.fromarray(_to_hwc_array(frame)) for frame in frames]
+    return _write_gif(
+        [im.convert("RGB") if im.mode == "RGBA" else im for im in images], path, duration_ms
+    )
+
+
+def _write_gif(images: list[Image.Image], path: Path | str, duration_ms: int) -> Path:
+    """Write Pillow images (grey "L" or "RGB") as a looping GIF, atomically."""
     if any(im.mode != images[0].mode for im in images):
         images = [im.convert("RGB") for im in images]
 

@@ -50,8 +50,10 @@ def write_images(
     batch_size: int = 64,
     dist: str = "normal",
     grid: str | Path | None = None,
+    index_labels: bool = False,
 ) -> list[Path]:
-    """Write images 0..num-1 as `out_dir/NNNNNN.png` (and optionally one grid); return paths."""
+    """Write images 0..num-1 as `out_dir/NNNNNN.png` (and optionally one grid, each cell
+    captioned with its index when `index_labels`); return paths."""
     out_dir = Path(out_dir)
     paths, kept = [], []
     for chunk, images in generate(generator, range(num), seed, batch_size, dist):
@@ -60,5 +62,6 @@ def write_images(
         if grid is not None:
             kept.append(images)
     if grid is not None:
-        save_png(make_grid(torch.cat(kept)), grid)
+        labels = [str(i) for i in range(num)] if index_labels else None
+        save_png(make_grid(torch.cat(kept), labels=labels), grid)
     return paths

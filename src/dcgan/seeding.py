@@ -22,6 +22,7 @@ STREAM_PROCESSES = 5  # each torchrun process's own torch RNG (dropout)
 STREAM_AUGMENT = 6  # the augmentation of D's inputs: per (step, slot) of the step
 STREAM_PROBE_DRAWS = 100  # the linear probe's labelled draws
 STREAM_PROBE_SPLIT = 101  # the probe's fixed test split on datasets without one
+STREAM_VARIATIONS = 200  # `dcgan arithmetic`'s noise for variation k of its result
 
 # Fixed seeds that must not follow the run seed.
 HOLDOUT_SEED = 20151119  # which images --holdout keeps out: the same for every run

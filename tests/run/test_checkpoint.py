@@ -102,6 +102,10 @@ def test_a_checkpoint_with_wrong_keys_is_one_line_naming_them(tmp_path: Path, ch
     assert "\n" not in str(caught.value)
 
 
-def test_checkpoint_fields_are_what_the_file_holds() -> None:
+def test_fields_added_since_the_old_file_have_defaults_and_the_rest_is_what_it_holds() -> None:
     raw = torch.load(latest_checkpoint(OLD_RUN), weights_only=True)
-    assert set(raw) - {"format_version"} == set(Checkpoint.__dataclass_fields__)
+    fields = Checkpoint.__dataclass_fields__
+    assert set(raw) - {"format_version"} <= set(fields)
+    added = set(fields) - set(raw)
+    assert added == {"augment_p", "ada_signal"}
+    assert all(fields[name].default is None for name in added)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from dcgan.cli import datasets, generating, measuring, training
+from dcgan.cli import datasets, generating, latent, measuring, training
 from dcgan.cli.common import Parser
 from dcgan.errors import CheckpointError, ConfigError, Diverged
 
-GROUPS = (training, generating, datasets, measuring)
+GROUPS = (training, generating, latent, datasets, measuring)
 
 
 def build_parser() -> Parser:

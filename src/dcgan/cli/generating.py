@@ -17,6 +17,11 @@ def generate_arguments(g: argparse.ArgumentParser) -> None:
     g.add_argument("--num", type=int, default=64, help="number of images")
     g.add_argument("--out", type=Path, required=True, help="directory for the PNGs")
     g.add_argument("--grid", type=Path, help="also write all images as one grid PNG")
+    g.add_argument(
+        "--index-labels",
+        action="store_true",
+        help="print each image's index above its cell of the grid",
+    )
     g.add_argument("--seed", type=int, default=0, help="image i comes from (seed, i)")
     g.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
@@ -29,9 +34,13 @@ def run_generate(ns: argparse.Namespace) -> int:
     positive(num=ns.num, batch_size=ns.batch_size)
     if ns.seed < 0:
         raise ConfigError(f"--seed: {ns.seed} must be >= 0")
+    if ns.index_labels and ns.grid is None:
+        raise ConfigError("--index-labels: labels go on the grid; give --grid FILE.png too")
     generator, z_dist = load_generator(ns.source)
     generator.to(pick_device(ns.device))
-    paths = write_images(generator, ns.num, ns.out, ns.seed, ns.batch_size, z_dist, ns.grid)
+    paths = write_images(
+        generator, ns.num, ns.out, ns.seed, ns.batch_size, z_dist, ns.grid, ns.index_labels
+    )
     grid = f" and a grid to {ns.grid}" if ns.grid else ""
     print(f"wrote {len(paths)} images to {ns.out}{grid}")
     return 0

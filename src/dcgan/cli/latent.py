@@ -1,0 +1,290 @@
+"""`dcgan interpolate`, `arithmetic`, `walk` and `sweep`: latent-space experiments on a trained G.
+
+Each parses and checks its arguments and the output path before loading anything, then calls
+`dcgan.latent` and writes one PNG (or GIF) atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+from dcgan.cli.common import Command, positive
+from dcgan.device import pick_device
+from dcgan.errors import ConfigError
+
+PAIR = re.compile(r"([0-9]+):([0-9]+)")
+INDEX = re.compile(r"[0-9]+")
+DIM_RANGE = re.compile(r"([0-9]+)(?:-([0-9]+))?")
+
+
+def _common(p: argparse.ArgumentParser, out_help: str, gif: bool = False) -> None:
+    p.add_argument(
+        "source", type=Path, help="run directory, generator.safetensors or checkpoint .pt"
+    )
+    p.add_argument("--out", type=Path, required=True, help=out_help)
+    p.add_argument("--seed", type=int, default=0, help="image i is image i of `generate --seed`")
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
+    p.add_argument("--zoom", type=int, default=1, help="enlarge the output K times (crisp pixels)")
+    if gif:
+        p.add_argument("--fps", type=float, default=20.0, help="GIF frames per second")
+
+
+def _method(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--method", help="slerp (great circle, the default for normal z) or lerp (straight line)"
+    )
+
+
+def _checked(ns: argparse.Namespace, suffixes: tuple[str, ...]) -> None:
+    """Flags every command shares, and an output file it can write, before any work."""
+    positive(batch_size=ns.batch_size, zoom=ns.zoom)
+    if ns.seed < 0:
+        raise ConfigError(f"--seed: {ns.seed} must be >= 0")
+    fps = getattr(ns, "fps", None)
+    if fps is not None and not 0 < fps <= 100:
+        raise ConfigError(f"--fps: {fps} must be above 0 and at most 100")
+    out: Path = ns.out
+    if out.suffix.lower() not in suffixes:
+        raise ConfigError(f"--out: {out}: can write {' or '.join(suffixes)} files only")
+    if out.is_dir():
+        raise ConfigError(f"--out: {out} is a directory; give a file name")
+    parent = out.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(f"--out: cannot write {out}: {parent} is not a writable directory")
+
+
+def _load(ns: argparse.Namespace) -> tuple[torch.nn.Module, str]:
+    """G on the chosen device (checked first) and its z distribution."""
+    from dcgan.run.checkpoint import load_generator
+
+    device = pick_device(ns.device)
+    generator, dist = load_generator(ns.source)
+    return generator.to(device), dist
+
+
+def _write(ns: argparse.Namespace, write: Callable[[Path], object], what: str) -> int:
+    """Write the output file; an OS error (a full disk, a read-only place) is one line."""
+    try:
+        write(ns.out)
+    except OSError as e:
+        raise ConfigError(f"--out: cannot write {ns.out}: {e.strerror or e}") from None
+    print(f"wrote {what} to {ns.out}")
+    return 0
+
+
+def _save(ns: argparse.Namespace, image: torch.Tensor) -> Callable[[Path], object]:
+    from dcgan.images import enlarge, save_png
+
+    return lambda path: save_png(enlarge(image, ns.zoom), path)
+
+
+def _save_gif(ns: argparse.Namespace, frames) -> Callable[[Path], object]:
+    from dcgan.images import enlarge, save_gif_images
+
+    frames = [enlarge(frame, ns.zoom) for frame in frames]
+    duration = max(1, round(1000 / ns.fps))
+    return lambda path: save_gif_images(frames, path, duration_ms=duration)
+
+
+def parse_pair(text: str) -> tuple[int, int]:
+    match = PAIR.fullmatch(text.strip())
+    if match is None:
+        raise ConfigError(f"pair '{text}': expected I:J, two image indices >= 0 (e.g. 3:17)")
+    return int(match[1]), int(match[2])
+
+
+def parse_group(text: str, flag: str) -> list[int]:
+    items = [item.strip() for item in text.split(",")]
+    if any(INDEX.fullmatch(item) is None for item in items):
+        raise ConfigError(
+            f"{flag}: '{text}' is not a group of image indices; use integers >= 0 as 3,17,22"
+        )
+    return [int(item) for item in items]
+
+
+def parse_dims(text: str) -> list[int]:
+    """'0-9', '3', '0,5,7' or '0-4,10' -> the z dimensions, in order (ranges inclusive)."""
+    dims: list[int] = []
+    for item in text.split(","):
+        match = DIM_RANGE.fullmatch(item.strip())
+        first, last = (int(match[1]), int(match[2] or match[1])) if match else (0, -1)
+        if match is None or last < first:
+            raise ConfigError(
+                f"--dims: '{text}' is not a list of z dimensions; use e.g. 0-9 or 0,5,7 "
+                "(ranges ascending, ends included)"
+            )
+        dims += range(first, last + 1)
+    return dims
+
+
+def _index(value: int, flag: str) -> int:
+    if value < 0:
+        raise ConfigError(f"{flag}: {value} is not an image index; use an integer >= 0")
+    return value
+
+
+# --- interpolate ---------------------------------------------------------------------------------
+
+
+def interpolate_arguments(p: argparse.ArgumentParser) -> None:
+    _common(p, ".png: one row per pair; .gif: all pairs side by side, there and back", gif=True)
+    p.add_argument("pairs", nargs="+", metavar="I:J", help="from image I to image J of --seed")
+    p.add_argument("--steps", type=int, default=10, help="images per pair, both ends included")
+    _method(p)
+
+
+def run_interpolate(ns: argparse.Namespace) -> int:
+    from dcgan import latent
+
+    pairs = [parse_pair(text) for text in ns.pairs]
+    if ns.steps < 2:
+        raise ConfigError(f"--steps: {ns.steps} must be at least 2 (both ends)")
+    if ns.method is not None:
+        latent.resolve_method(ns.method, "normal")
+    _checked(ns, (".png", ".gif"))
+    generator, dist = _load(ns)
+    images = latent.interpolate(generator, pairs, ns.steps, ns.method, ns.seed, dist, ns.batch_size)
+    if ns.out.suffix.lower() == ".gif":
+        write = _save_gif(ns, latent.there_and_back(images))
+    else:
+        write = _save(ns, latent.interpolation_sheet(images, pairs))
+    return _write(ns, write, f"{len(pairs)} interpolations of {ns.steps} steps")
+
+
+# --- arithmetic ----------------------------------------------------------------------------------
+
+
+def arithmetic_arguments(p: argparse.ArgumentParser) -> None:
+    _common(p, "the figure, .png")
+    for name, help in (("a", "images to start from"), ("b", "minus these"), ("c", "plus these")):
+        p.add_argument(
+            f"--{name}", required=True, metavar="I,J,...", help=f"group {name.upper()}: {help}"
+        )
+    p.add_argument("--variations", type=int, default=8, help="result images with noise added")
+    p.add_argument("--noise", type=float, default=0.25, help="scale of the variations' noise")
+
+
+def run_arithmetic(ns: argparse.Namespace) -> int:
+    from dcgan import latent
+
+    groups = [parse_group(getattr(ns, name), f"--{name}") for name in ("a", "b", "c")]
+    if ns.variations < 0:
+        raise ConfigError(f"--variations: {ns.variations} must be >= 0")
+    if not ns.noise >= 0 or ns.noise == float("inf"):
+        raise ConfigError(f"--noise: {ns.noise} must be a finite number >= 0")
+    _checked(ns, (".png",))
+    generator, dist = _load(ns)
+    record = latent.arithmetic(
+        generator, *groups, ns.seed, ns.variations, ns.noise, dist, ns.batch_size
+    )
+    return _write(ns, _save(ns, latent.arithmetic_sheet(record, groups)), "A - B + C")
+
+
+# --- walk ----------------------------------------------------------------------------------------
+
+
+def walk_arguments(p: argparse.ArgumentParser) -> None:
+    _common(p, ".gif: the loop; .png: its frames as a contact sheet", gif=True)
+    p.add_argument("--frames", type=int, default=120, help="frames in the loop")
+    p.add_argument("--keys", type=int, default=6, help="key points: images 0..keys-1 of --seed")
+    _method(p)
+
+
+def run_walk(ns: argparse.Namespace) -> int:
+    from dcgan import latent
+    from dcgan.images import make_grid
+
+    if ns.keys < 2:
+        raise ConfigError(f"--keys: {ns.keys} must be at least 2")
+    if ns.frames < 2 or ns.frames < ns.keys:
+        raise ConfigError(
+            f"--frames: {ns.frames} must be at least 2 and at least --keys ({ns.keys})"
+        )
+    if ns.method is not None:
+        latent.resolve_method(ns.method, "normal")
+    _checked(ns, (".gif", ".png"))
+    generator, dist = _load(ns)
+    frames = latent.walk(generator, ns.frames, ns.keys, ns.seed, ns.method, dist, ns.batch_size)
+    if ns.out.suffix.lower() == ".gif":
+        write = _save_gif(ns, frames)
+    else:
+        write = _save(ns, make_grid(frames))
+    return _write(ns, write, f"a walk of {ns.frames} frames through {ns.keys} keys")
+
+
+# --- sweep ---------------------------------------------------------------------------------------
+
+
+def sweep_arguments(p: argparse.ArgumentParser) -> None:
+    _common(p, "the grid, .png: one row per dimension")
+    p.add_argument("--index", type=int, default=0, help="start from image I of --seed")
+    p.add_argument("--dims", default="0-9", help="z dimensions: 0-9, 0,5,7 or 0-4,10")
+    p.add_argument(
+        "--range",
+        nargs=2,
+        type=float,
+        default=(-3.0, 3.0),
+        metavar=("LOW", "HIGH"),
+        help="values each dimension takes",
+    )
+    p.add_argument("--steps", type=int, default=9, help="values per dimension, both ends included")
+
+
+def run_sweep(ns: argparse.Namespace) -> int:
+    from dcgan import latent
+
+    _index(ns.index, "--index")
+    dims = parse_dims(ns.dims)
+    if ns.steps < 2:
+        raise ConfigError(f"--steps: {ns.steps} must be at least 2 (both ends)")
+    low, high = ns.range
+    if not all(abs(v) < float("inf") for v in (low, high)):
+        raise ConfigError(f"--range: {low} {high} must be finite numbers")
+    _checked(ns, (".png",))
+    generator, dist = _load(ns)
+    if max(dims) >= generator.cfg.nz:
+        raise ConfigError(
+            f"--dims: {max(dims)} is out of range; this generator's z has dimensions "
+            f"0-{generator.cfg.nz - 1}"
+        )
+    images = latent.sweep(
+        generator, ns.index, dims, low, high, ns.steps, ns.seed, dist, ns.batch_size
+    )
+    return _write(ns, _save(ns, latent.sweep_sheet(images, dims)), f"{len(dims)} dimension sweeps")
+
+
+COMMANDS = (
+    Command(
+        "interpolate",
+        "images between pairs of generated images (slerp or lerp), as a grid or a GIF",
+        interpolate_arguments,
+        run_interpolate,
+    ),
+    Command(
+        "arithmetic",
+        "vector arithmetic on z: mean(A) - mean(B) + mean(C), the paper's figure 7",
+        arithmetic_arguments,
+        run_arithmetic,
+    ),
+    Command(
+        "walk",
+        "a looping walk through latent space along great circles, as a GIF or a sheet",
+        walk_arguments,
+        run_walk,
+    ),
+    Command(
+        "sweep",
+        "vary one z dimension at a time from a generated image",
+        sweep_arguments,
+        run_sweep,
+    ),
+)
