@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 
 from dcgan import latent
 from dcgan.config import Config, from_dict, merge, resolve, validate
@@ -19,8 +18,11 @@ from dcgan.run.checkpoint import (
     export_generator,
     load_checkpoint,
     load_export,
+    load_into,
+    load_weights,
     save_weights,
 )
+from dcgan.run.sources import read_run_config
 from dcgan.sampling import generate, write_images
 from dcgan.training.loop import TrainResult, train
 
@@ -99,19 +101,20 @@ class DCGAN:
     def load(cls, directory: str | Path) -> DCGAN:
         """Rebuild from `save()` output or a run directory (export, else latest checkpoint)."""
         directory = Path(directory)
-        gan = cls(rundir.read_config(directory))
+        gan = cls(read_run_config(directory))
         latest = rundir.latest_checkpoint(directory)
         has_export = (directory / EXPORT_NAME).is_file()
         if has_export and (directory / D_EXPORT).is_file():
             gan.generator = load_export(directory)[0]
-            gan.discriminator.load_state_dict(load_file(directory / D_EXPORT))
+            d_weights = load_weights(directory / D_EXPORT, fix="save the model again")
+            load_into(gan.discriminator, d_weights, directory / D_EXPORT)
         elif latest.is_file():
             checkpoint = load_checkpoint(latest)
-            gan.generator.load_state_dict(checkpoint.generator)
-            gan.discriminator.load_state_dict(checkpoint.discriminator)
+            load_into(gan.generator, checkpoint.generator, latest)
+            load_into(gan.discriminator, checkpoint.discriminator, latest)
             if checkpoint.ema is not None:
                 gan.ema = Generator(gan.config.model)
-                gan.ema.load_state_dict(checkpoint.ema)
+                load_into(gan.ema, checkpoint.ema, latest)
             gan.run_dir = directory
         elif has_export:
             gan.generator = load_export(directory)[0]  # D keeps its fresh initialisation

@@ -22,3 +22,14 @@ class CheckpointError(RuntimeError):
 
 class Diverged(RuntimeError):
     """A loss or weight became NaN or inf; the message names the step and the network."""
+
+
+class Recovered(UserWarning):
+    """A damaged file was worked around (a cache rebuilt, an older checkpoint used); the
+    message names the file, what was wrong and what was used instead."""
+
+
+def brief(exc: BaseException, limit: int = 160) -> str:
+    """An exception's text squeezed onto one short line, for the parenthesis of an error."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -60,8 +61,60 @@ def atomic_write_text(path: Path | str, text: str) -> Path:
 
 
 def append_jsonl(path: Path | str, record: dict[str, Any]) -> None:
-    """Append one JSON record as a line (creating the file and its directory)."""
+    """Append one JSON record as a line (creating the file and its directory). A last line cut
+    short (by a kill, or damage) is ended first, so the new record is never glued onto it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        f.write(json.dumps(record) + "\n")
+    with open(path, "ab+") as f:
+        fresh = f.tell() == 0
+        if not fresh:
+            f.seek(-1, os.SEEK_END)
+            fresh = f.read(1) == b"\n"
+        f.write((b"" if fresh else b"\n") + json.dumps(record).encode() + b"\n")
+
+
+def unwritable(path: Path | str, directory: bool = False) -> str | None:
+    """Why `path` cannot be written (as a file, or as a directory to create and fill), or None.
+
+    For checks before work that ends in writing `path`: a file is created and removed in the
+    nearest existing directory, which no permission bit can fool (root, read-only mounts,
+    /proc). The write itself may still fail (a full disk); callers make that one line too.
+    """
+    path = Path(path)
+    if directory and path.exists() and not path.is_dir():
+        return f"{path} exists and is not a directory"
+    if not directory and path.is_dir():
+        return f"{path} is a directory; give a file name"
+    parent = path if directory else path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    probe = parent / f".dcgan-write-test-{uuid.uuid4().hex[:8]}"
+    try:
+        os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as e:
+        return f"cannot create files in {parent} ({e.strerror or e})"
+    probe.unlink(missing_ok=True)
+    return None
+
+
+def check_stored_zip(path: Path | str) -> list[zipfile.ZipInfo]:
+    """The records of a zip of stored (uncompressed) records, as `torch.save` and `np.savez`
+    write them; ValueError unless every record is stored, all of them together claim no more
+    bytes than the file holds (no zip bomb) and each matches its CRC-32, which neither
+    `torch.load` nor a memory map checks: a flipped bit anywhere in a record is found here."""
+    path = Path(path)
+    with zipfile.ZipFile(path) as archive:
+        records = archive.infolist()
+        if not records:
+            raise ValueError("the zip file holds no records")
+        packed = [r.filename for r in records if r.compress_type != zipfile.ZIP_STORED]
+        if packed or any(r.compress_size != r.file_size for r in records):
+            raise ValueError(f"compressed records ({', '.join(packed[:2])}); not written by us")
+        claimed, size = sum(r.file_size for r in records), path.stat().st_size
+        if claimed > size:
+            raise ValueError(f"its records claim {claimed} bytes but the file has {size}")
+        if (bad := archive.testzip()) is not None:
+            raise ValueError(f"record {bad} fails its CRC-32 check: the file is damaged")
+    return records

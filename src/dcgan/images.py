@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import math
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from dcgan.errors import Recovered, brief
 from dcgan.fsio import atomic_write
 
 __all__ = [
@@ -272,12 +274,20 @@ def save_gif(
     if len(frames) > max_frames:
         frames = [frames[i] for i in _evenly_spaced(len(frames), max_frames)]
 
-    images = []
+    images, unreadable = [], []
     for frame in frames:
-        with Image.open(frame) as im:
-            # convert() returns a loaded copy, so the file can be closed right away. GIF has no
-            # real alpha channel, so alpha is dropped; pure grey stays "L" (exact grey palette).
-            images.append(im.convert("L" if im.mode in ("L", "1") else "RGB"))
+        try:
+            with Image.open(frame) as im:
+                # convert() returns a loaded copy, so the file can be closed right away. GIF has
+                # no real alpha channel, so alpha is dropped; pure grey stays "L" (exact grey).
+                images.append(im.convert("L" if im.mode in ("L", "1") else "RGB"))
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            unreadable.append(f"{frame} ({brief(e, 80)})")  # a damaged preview: leave it out
+    if unreadable:
+        left_out = f"{len(unreadable)} unreadable frame(s): {'; '.join(unreadable[:2])}"
+        warnings.warn(f"{path}: left out {left_out}", Recovered, 2)
+    if not images:
+        raise ValueError(f"save_gif: none of the {len(frames)} frames could be read")
     return _write_gif(images, path, duration_ms)
 
 

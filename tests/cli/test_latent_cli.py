@@ -193,7 +193,7 @@ def _bad(tmp_path: Path) -> list[tuple[list[str], str]]:
         (["walk", "--keys", "1"], "--keys: 1 must be at least 2"),
         (["walk", "--method", "linear"], "'linear' is not one of"),
         (["walk", "--out", "w.mp4"], "can write .gif or .png files only"),
-        (["walk", "--out", blocked.replace(".png", ".gif")], "is not a writable directory"),
+        (["walk", "--out", blocked.replace(".png", ".gif")], "is not a directory"),
         (["sweep", "--index", "-1"], "--index: -1 is not an image index"),
         (["sweep", "--index", "3.5"], "invalid int value: '3.5'"),
         (["sweep", "--dims", "0-"], "--dims: '0-' is not a list of z dimensions"),

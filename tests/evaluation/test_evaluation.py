@@ -27,8 +27,9 @@ from dcgan.evaluation.reference import (
     reference_features,
     reference_part,
 )
-from dcgan.run.checkpoint import load_checkpoint, load_generator
+from dcgan.run.checkpoint import load_checkpoint
 from dcgan.run.rundir import latest_checkpoint
+from dcgan.run.sources import load_generator
 from dcgan.training.loop import train
 
 

@@ -13,8 +13,9 @@ import torch
 from dcgan.api import DCGAN
 from dcgan.config import merge
 from dcgan.errors import CheckpointError
-from dcgan.run.checkpoint import Checkpoint, load_checkpoint, load_generator, save_checkpoint
+from dcgan.run.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from dcgan.run.rundir import latest_checkpoint, read_config
+from dcgan.run.sources import load_generator
 from dcgan.sampling import generate
 from dcgan.training.loop import train
 

@@ -245,9 +245,18 @@ def test_a_checkpoint_carrying_code_is_refused_and_never_run(tiny_config, tmp_pa
     torch.save({"format_version": 1, "step": _Payload(marker)}, latest_checkpoint(run))
     with pytest.raises(CheckpointError, match="cannot load checkpoint"):
         load_checkpoint(latest_checkpoint(run))
-    assert main(["train", "--resume", str(run), "--steps", "6"]) == 2
-    assert "cannot load checkpoint" in capsys.readouterr().err
+    # refused, and the resume continues from the newest kept checkpoint that loads
+    assert main(["train", "--resume", str(run), "--steps", "6"]) == 0
+    err = capsys.readouterr().err
+    assert "cannot load checkpoint" in err and "resumed from step-000004.pt" in err
     assert not marker.exists()
+    for kept in (run / "checkpoints").glob("step-*.pt"):
+        kept.unlink()
+    torch.save({"format_version": 1, "step": _Payload(marker)}, latest_checkpoint(run))
+    assert main(["train", "--resume", str(run), "--steps", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "none of its checkpoints loads (cannot load checkpoint" in err
+    assert err.count("\n") == 1 and not marker.exists()
 
 
 def test_reference_stats_with_pickled_objects_are_refused(tmp_path: Path) -> None:

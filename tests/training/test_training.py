@@ -112,7 +112,7 @@ def test_ema_follows_g_and_samples_come_from_it(tiny_config: Config) -> None:
     assert any(not torch.equal(g[k], e[k]) for k in weights)  # an average, not a copy
     assert all((g[k] - e[k]).abs().max() < 0.05 for k in weights)  # of recent weights
     assert decay_at(0.999, 0) == 0.1 and decay_at(0.999, 10**6) == 0.999
-    from dcgan.run.checkpoint import load_generator
+    from dcgan.run.sources import load_generator
 
     exported, _ = load_generator(result.run_dir / "generator.safetensors")
     assert all(torch.equal(v, exported.state_dict()[k]) for k, v in e.items())

@@ -1,18 +1,20 @@
 """`dcgan` command line: thin subcommands that validate their arguments and call the library.
 
 Each command group (a module here) lists its `Command`s; `main` registers them all the same way.
-Errors the user can fix are one line and exit code 2 (1 for a diverged run); any other exception
-is a bug and keeps its traceback.
+Errors the user can fix are one line and exit code 2 (1 for a diverged run), an OS error (a
+permission, a missing directory, a full disk) included; any other exception is a bug and keeps
+its traceback. A damaged file worked around is one `warning:` line.
 """
 
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Sequence
 
 from dcgan.cli import datasets, generating, latent, measuring, training
-from dcgan.cli.common import Parser
-from dcgan.errors import CheckpointError, ConfigError, Diverged
+from dcgan.cli.common import Parser, os_error_line
+from dcgan.errors import CheckpointError, ConfigError, Diverged, Recovered
 
 GROUPS = (training, generating, latent, datasets, measuring)
 
@@ -30,17 +32,41 @@ def build_parser() -> Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
+    name = f"dcgan {ns.command}"
     try:
-        return ns.handler(ns)
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", Recovered)
+            warnings.showwarning = _one_line_warnings(name, warnings.showwarning)
+            return ns.handler(ns)
     except (ConfigError, CheckpointError) as e:
-        print(f"dcgan {ns.command}: error: {e}", file=sys.stderr)
+        print(f"{name}: error: {_line(e)}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a permission, a missing directory, a full disk: never a traceback
+        print(f"{name}: error: {os_error_line(e)}", file=sys.stderr)
         return 2
     except Diverged as e:
-        print(f"dcgan {ns.command}: error: {e}", file=sys.stderr)
+        print(f"{name}: error: {_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print(f"dcgan {ns.command}: interrupted", file=sys.stderr)
+        print(f"{name}: interrupted", file=sys.stderr)
         return 130
+
+
+def _line(e: Exception) -> str:
+    """The message on one line, whatever a library put into it."""
+    return " ".join(str(e).split())
+
+
+def _one_line_warnings(name: str, default):
+    """Show a `Recovered` warning as `dcgan <command>: warning: <message>`; others as usual."""
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, Recovered):
+            print(f"{name}: warning: {_line(message)}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
 
 
 if __name__ == "__main__":

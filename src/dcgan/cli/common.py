@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
 import typing
 from collections.abc import Callable
@@ -14,8 +15,8 @@ from typing import Any
 
 from dcgan.config import DATASET_NAMES, Config, DataConfig, leaf_fields, leaf_type
 from dcgan.errors import ConfigError
-from dcgan.fsio import append_jsonl
-from dcgan.run.rundir import CONFIG_FILE, METRICS_FILE, read_config
+from dcgan.fsio import append_jsonl, atomic_write_text, unwritable
+from dcgan.run.rundir import CONFIG_FILE, METRICS_FILE
 
 
 @dataclass(frozen=True)
@@ -89,9 +90,11 @@ def seed_device_flags(parser: argparse.ArgumentParser) -> None:
 
 def run_config(source: Path) -> Config | None:
     """The run's config when `source` is (or sits in) a run directory."""
+    from dcgan.run.sources import read_run_config
+
     for d in (source, source.parent, source.parent.parent):
         if d.is_dir() and (d / CONFIG_FILE).is_file():
-            return read_config(d)
+            return read_run_config(d)
     return None
 
 
@@ -113,13 +116,40 @@ def data_config(ns: argparse.Namespace, cfg: Config | None) -> DataConfig:
     return dataclasses.replace(base, **changes)
 
 
+def check_output(flag: str, path: Path | None, directory: bool = False) -> None:
+    """Refuse an output path that cannot be written, before any work: one line naming it."""
+    if path is not None and (problem := unwritable(path, directory)):
+        raise ConfigError(f"{flag}: cannot write {path}: {problem}; choose another path")
+
+
+_OS_HINTS = {
+    errno.ENOSPC: "free some space and run again",
+    errno.EDQUOT: "free some space and run again",
+    errno.EACCES: "fix its permissions or choose another path",
+    errno.EPERM: "fix its permissions or choose another path",
+    errno.EROFS: "it is on a read-only file system; choose another path",
+    errno.ENOENT: "check the path",
+    errno.ENOTDIR: "a part of the path is a file, not a directory; check the path",
+    errno.EISDIR: "it is a directory; give a file name",
+    errno.ENAMETOOLONG: "use a shorter name",
+}
+
+
+def os_error_line(e: OSError) -> str:
+    """An OS error (permission, missing directory, full disk) as `<path>: <what>; <fix>`."""
+    what = e.strerror or type(e).__name__
+    hint = _OS_HINTS.get(e.errno, "check the path and the disk") if e.errno else "check the path"
+    names = [str(n) for n in (e.filename, e.filename2) if n is not None]
+    where = f"{' -> '.join(names)}: " if names else ""
+    return " ".join(f"{where}{what}; {hint}".split())
+
+
 def report(command: str, source: Path, record: dict[str, Any], fmt, json_path) -> int:
     """Print a result, write its JSON (when asked) and append it to the run's metrics.jsonl."""
     record = {"command": command, "source": str(source), **record}
     print(fmt(record))
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
-        json_path.write_text(json.dumps(record, indent=1) + "\n")
+        atomic_write_text(json_path, json.dumps(record, indent=1) + "\n")
     if source.is_dir() and (source / CONFIG_FILE).is_file():
         append_jsonl(source / METRICS_FILE, record)
     return 0

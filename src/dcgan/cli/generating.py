@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from dcgan.cli.common import Command, positive
+from dcgan.cli.common import Command, check_output, positive
 from dcgan.device import pick_device
 from dcgan.errors import ConfigError
 
@@ -28,7 +28,7 @@ def generate_arguments(g: argparse.ArgumentParser) -> None:
 
 
 def run_generate(ns: argparse.Namespace) -> int:
-    from dcgan.run.checkpoint import load_generator
+    from dcgan.run.sources import load_generator
     from dcgan.sampling import write_images
 
     positive(num=ns.num, batch_size=ns.batch_size)
@@ -36,6 +36,8 @@ def run_generate(ns: argparse.Namespace) -> int:
         raise ConfigError(f"--seed: {ns.seed} must be >= 0")
     if ns.index_labels and ns.grid is None:
         raise ConfigError("--index-labels: labels go on the grid; give --grid FILE.png too")
+    check_output("--out", ns.out, directory=True)
+    check_output("--grid", ns.grid)
     generator, z_dist = load_generator(ns.source)
     generator.to(pick_device(ns.device))
     paths = write_images(

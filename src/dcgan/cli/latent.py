@@ -7,14 +7,13 @@ Each parses and checks its arguments and the output path before loading anything
 from __future__ import annotations
 
 import argparse
-import os
 import re
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
-from dcgan.cli.common import Command, positive
+from dcgan.cli.common import Command, check_output, positive
 from dcgan.device import pick_device
 from dcgan.errors import ConfigError
 
@@ -53,18 +52,12 @@ def _checked(ns: argparse.Namespace, suffixes: tuple[str, ...]) -> None:
     out: Path = ns.out
     if out.suffix.lower() not in suffixes:
         raise ConfigError(f"--out: {out}: can write {' or '.join(suffixes)} files only")
-    if out.is_dir():
-        raise ConfigError(f"--out: {out} is a directory; give a file name")
-    parent = out.parent
-    while not parent.exists() and parent != parent.parent:
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise ConfigError(f"--out: cannot write {out}: {parent} is not a writable directory")
+    check_output("--out", out)
 
 
 def _load(ns: argparse.Namespace) -> tuple[torch.nn.Module, str]:
     """G on the chosen device (checked first) and its z distribution."""
-    from dcgan.run.checkpoint import load_generator
+    from dcgan.run.sources import load_generator
 
     device = pick_device(ns.device)
     generator, dist = load_generator(ns.source)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from dcgan.cli.common import (
     Command,
+    check_output,
     data_config,
     data_flags,
     positive,
@@ -15,6 +16,7 @@ from dcgan.cli.common import (
     seed_device_flags,
 )
 from dcgan.device import pick_device
+from dcgan.errors import ConfigError
 
 
 def evaluate_arguments(e: argparse.ArgumentParser) -> None:
@@ -29,20 +31,28 @@ def evaluate_arguments(e: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(ns: argparse.Namespace) -> int:
-    from dcgan.evaluation.evaluate import evaluate, format_table, parse_metrics
+    from dcgan.evaluation.evaluate import check_counts, evaluate, format_table, parse_metrics
     from dcgan.evaluation.features import InceptionFeatures
     from dcgan.evaluation.reference import load_reference, reference_features
-    from dcgan.run.checkpoint import load_generator
+    from dcgan.run.sources import load_generator
 
     positive(num_samples=ns.num_samples, num_real=ns.num_real)
     metrics = parse_metrics(ns.metrics)
+    counts = {"--num-samples": ns.num_samples}
+    if ns.ref_stats is None:
+        counts["--num-real"] = ns.num_real or ns.num_samples
+    check_counts(metrics, counts)
+    check_output("--json", ns.json)
     cfg = run_config(ns.source)
     generator, z_dist = load_generator(ns.source)
     device = pick_device(ns.device)
-    extractor = InceptionFeatures(device=device)
-    if ns.ref_stats is not None:
+    ref = None
+    if ns.ref_stats is not None:  # read first: a damaged file stops before the network loads
         ref = load_reference(ns.ref_stats)
-    else:
+        fix = "recompute it with dcgan ref-stats --num-real N"
+        check_counts(metrics, {str(ns.ref_stats): len(ref.feats)}, fix)
+    extractor = InceptionFeatures(device=device)
+    if ref is None:
         size, channels = generator.cfg.image_size, generator.cfg.channels
         data = data_config(ns, cfg)
         count = ns.num_real or ns.num_samples
@@ -67,6 +77,9 @@ def run_ref_stats(ns: argparse.Namespace) -> int:
     from dcgan.evaluation.reference import reference_features, save_reference
 
     positive(num_real=ns.num_real, image_size=ns.image_size, channels=ns.channels)
+    if ns.num_real < 2:
+        raise ConfigError(f"--num-real: {ns.num_real} must be at least 2 (a covariance needs 2)")
+    check_output("--out", ns.out)
     extractor = InceptionFeatures(device=pick_device(ns.device))
     data = data_config(ns, None)
     ref = reference_features(extractor, data, ns.image_size, ns.channels, ns.reference, ns.num_real)
@@ -89,6 +102,7 @@ def run_probe(ns: argparse.Namespace) -> int:
     from dcgan.evaluation.probe import format_probe, probe_run
 
     positive(labels_per_class=ns.labels_per_class, draws=ns.draws)
+    check_output("--json", ns.json)
     gan = DCGAN.load(ns.run)
     data = data_config(ns, gan.config)
     device = pick_device(ns.device)
@@ -108,14 +122,15 @@ def nearest_arguments(n: argparse.ArgumentParser) -> None:
 
 def run_nearest(ns: argparse.Namespace) -> int:
     from dcgan.evaluation.nearest import nearest_grid
-    from dcgan.run.checkpoint import load_generator
+    from dcgan.run.sources import load_generator
 
     positive(num=ns.num, k=ns.k, pool=ns.pool)
+    out = ns.out or (ns.run if ns.run.is_dir() else ns.run.parent) / "nearest.png"
+    check_output("--out", out)
     cfg = run_config(ns.run)
     generator, z_dist = load_generator(ns.run)
     device = pick_device(ns.device)
     data = data_config(ns, cfg)
-    out = ns.out or (ns.run if ns.run.is_dir() else ns.run.parent) / "nearest.png"
     nearest_grid(generator.to(device), z_dist, data, ns.num, ns.k, ns.pool, ns.seed, out, device)
     print(
         f"wrote {out}: each row is a sample, then its {ns.k} nearest training images in "

@@ -7,17 +7,25 @@ from pathlib import Path
 
 from dcgan.cli.common import Command, add_config_flags, config_flags
 from dcgan.config import dump_yaml, load_yaml, merge, resolve, validate
+from dcgan.errors import ConfigError
 
 
 def train_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("--config", type=Path, help="YAML file of settings (flags override it)")
     t.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue this run")
+    t.add_argument(
+        "--from-step",
+        type=int,
+        metavar="N",
+        help="with --resume: continue from the run's kept checkpoints/step-N.pt",
+    )
     t.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     add_config_flags(t)
 
 
 def run_train(ns: argparse.Namespace) -> int:
-    from dcgan.run.rundir import SAMPLES_DIR, read_config
+    from dcgan.run.rundir import SAMPLES_DIR
+    from dcgan.run.sources import read_run_config
     from dcgan.training.distributed import env_rank
     from dcgan.training.guards import EXIT_CODES
     from dcgan.training.loop import train
@@ -25,8 +33,10 @@ def run_train(ns: argparse.Namespace) -> int:
     flags = config_flags(ns)
     if "epochs" in flags and "steps" not in flags:
         flags["steps"] = None  # an explicit --epochs wins over a steps value from a file
+    if ns.from_step is not None and (ns.resume is None or ns.from_step < 0):
+        raise ConfigError(f"--from-step: {ns.from_step} needs --resume RUN and a step >= 0")
     if ns.resume is not None:
-        cfg = read_config(ns.resume)
+        cfg = read_run_config(ns.resume, repair=not ns.dry_run)
         if ns.config is not None:
             cfg = merge(cfg, load_yaml(ns.config), str(ns.config))
         cfg = validate(merge(cfg, flags, "flag"))
@@ -35,7 +45,7 @@ def run_train(ns: argparse.Namespace) -> int:
     if ns.dry_run:
         print(dump_yaml(cfg), end="")
         return 0
-    result = train(cfg, resume=ns.resume)
+    result = train(cfg, resume=ns.resume, from_step=ns.from_step)
     if result.stopped_by is not None:
         return EXIT_CODES[result.stopped_by]
     if env_rank() != 0:

@@ -96,13 +96,17 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file with the safe loader; errors name the file."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror}") from None
+        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a text file ({e.reason} at byte {e.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML ({str(e).splitlines()[0]})") from None
+    except (ValueError, TypeError, OverflowError, RecursionError) as e:  # e.g. a date 2001-13-01
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

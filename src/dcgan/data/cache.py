@@ -3,7 +3,8 @@
 The cache file is named by a hash of what produced it: the dataset's source files (path, size,
 modification time), the split and classes, the image size and channels, and the decoder
 version. It is written under a temporary name and renamed, so a crash never leaves a
-half-written cache that a later run would trust. Unreadable image files are skipped; their
+half-written cache that a later run would trust, and its description holds its shape and CRC-32,
+checked at every use: a damaged cache is decoded again. Unreadable image files are skipped; their
 names and reasons are kept beside the cache so every run can report them.
 """
 
@@ -13,11 +14,14 @@ import hashlib
 import json
 import os
 import time
+import warnings
+import zlib
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,7 +30,7 @@ from dcgan.config import DataConfig
 from dcgan.data import decode
 from dcgan.data.catalogue import Found
 from dcgan.data.transforms import convert_channels, fit_square
-from dcgan.errors import DataError
+from dcgan.errors import DataError, Recovered, brief
 from dcgan.fsio import atomic_write_text
 
 # Bump when decoding changes the pixels it produces, so old caches are not reused.
@@ -45,6 +49,7 @@ class Decoded:
     path: Path
     from_cache: bool
     seconds: float
+    damage: str | None = None  # why a damaged cache was decoded again
 
 
 def cache_root(cfg: DataConfig) -> Path:
@@ -67,22 +72,71 @@ def cache_key(cfg: DataConfig, found: Found, size: int, channels: int) -> str:
 
 
 def load_or_decode(cfg: DataConfig, found: Found, size: int, channels: int) -> Decoded:
-    """The cached decode of `found` at (size, channels), decoding and caching it on a miss."""
+    """The cached decode of `found` at (size, channels), decoding and caching it on a miss. A
+    cache whose file or description is damaged (checked against its CRC-32 every time) is
+    decoded again, never trusted: a `Recovered` warning says so."""
     start = time.perf_counter()
     key = cache_key(cfg, found, size, channels)
     path = cache_root(cfg) / f"{cfg.dataset}-{size}px-{channels}ch-{key}.npy"
     meta_path = path.with_suffix(".json")
-    if not (path.is_file() and meta_path.is_file()):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        skipped, total = decode_into(cfg, found, size, channels, path)
-        meta = {"source": found.description, "total": total, "skipped": skipped}
-        atomic_write_text(meta_path, json.dumps(meta, indent=1))
-        hit = False
-    else:
-        meta, hit = json.loads(meta_path.read_text()), True
+    damage = None
+    if path.is_file() and meta_path.is_file():
+        try:
+            meta, images = open_cached(path, meta_path)
+            return Decoded(images, meta["skipped"], meta["total"], path, True, _since(start))
+        except ValueError as e:
+            damage = f"decoded-image cache {path}: {brief(e)}; decoding the dataset again"
+            warnings.warn(damage, Recovered, 2)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    skipped, total = decode_into(cfg, found, size, channels, path)
     images = np.load(path, mmap_mode="c")  # copy-on-write: torch may wrap it without warnings
-    skipped = tuple((str(a), str(b)) for a, b in meta["skipped"])
-    return Decoded(images, skipped, meta["total"], path, hit, time.perf_counter() - start)
+    meta = {"source": found.description, "total": total, "skipped": skipped}
+    meta.update(shape=list(images.shape), crc32=file_crc32(path))
+    atomic_write_text(meta_path, json.dumps({**meta, "meta_crc32": _meta_crc32(meta)}, indent=1))
+    skipped_pairs = tuple((str(a), str(b)) for a, b in skipped)
+    return Decoded(images, skipped_pairs, total, path, False, _since(start), damage)
+
+
+def _since(start: float) -> float:
+    return time.perf_counter() - start
+
+
+def open_cached(path: Path, meta_path: Path) -> tuple[dict[str, Any], np.ndarray]:
+    """The cache's description and its images, memory-mapped; ValueError when either is
+    damaged: the description unreadable, or the file not of its shape and CRC-32."""
+    try:
+        meta = json.loads(meta_path.read_bytes())
+        shape, crc, total = meta["shape"], meta["crc32"], meta["total"]
+        skipped = tuple((str(a), str(b)) for a, b in meta["skipped"])
+        own = meta.pop("meta_crc32")
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+        why = f"is damaged or from an older dcgan ({brief(e)})"
+        raise ValueError(f"{meta_path.name} {why}") from None
+    if own != _meta_crc32(meta) or type(total) is not int:
+        raise ValueError(f"{meta_path.name} does not match its CRC-32 (the file is damaged)")
+    if file_crc32(path) != crc:
+        raise ValueError("its images do not match their CRC-32 (the file is damaged)")
+    try:
+        images = np.load(path, mmap_mode="c")  # copy-on-write: torch may wrap it without warnings
+    except (ValueError, OSError, EOFError, SyntaxError) as e:  # a header a CRC cannot vouch for
+        raise ValueError(f"not a readable .npy file ({brief(e)})") from None
+    if list(images.shape) != shape or images.dtype != np.uint8 or images.ndim != 4:
+        raise ValueError(f"holds {images.dtype} {images.shape}, not uint8 {shape}")
+    return {**meta, "skipped": skipped}, images
+
+
+def _meta_crc32(meta: dict[str, Any]) -> int:
+    """CRC-32 of the description's values, however its JSON is laid out."""
+    return zlib.crc32(json.dumps(meta, sort_keys=True).encode())
+
+
+def file_crc32(path: Path, chunk: int = 1 << 24) -> int:
+    """CRC-32 of a file's bytes, read in chunks (about 4 GB/s)."""
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            crc = zlib.crc32(block, crc)
+    return crc
 
 
 def decode_into(

@@ -155,8 +155,8 @@ def read_hdf5(path: PathLike, ids_path: PathLike | None = None) -> tuple[int, It
 def _pick_npz_array(npz, path: Path) -> np.ndarray:
     for key in NPZ_KEYS:
         if key in npz.files:
-            return npz[key]
-    arrays = {key: npz[key] for key in npz.files}
+            return _npz_array(npz, key, path)
+    arrays = {key: _npz_array(npz, key, path) for key in npz.files}
     images = [key for key, a in arrays.items() if a.ndim in (3, 4)]
     if len(images) == 1:
         return arrays[images[0]]
@@ -164,6 +164,14 @@ def _pick_npz_array(npz, path: Path) -> np.ndarray:
         f"{path}: cannot tell which array holds the images (keys: {', '.join(npz.files) or 'none'}"
         "); save them under the key 'images'"
     )
+
+
+def _npz_array(npz, key: str, path: Path) -> np.ndarray:
+    """`npz[key]`, which NumPy hands back as raw bytes when the record is not a .npy array."""
+    value = npz[key]
+    if not isinstance(value, np.ndarray):
+        raise DataError(f"{path}: its record {key!r} is not a NumPy array; save with numpy.savez")
+    return value
 
 
 def _head(path: Path, n: int) -> bytes:

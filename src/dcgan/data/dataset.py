@@ -78,6 +78,8 @@ def decode_dataset(cfg: DataConfig, image_size: int, channels: int) -> ImageSet:
     decoded = load_or_decode(cfg, found, image_size, channels)
     how = "cached" if decoded.from_cache else "decoded"
     source = f"{found.description}: {how} in {decoded.seconds:.1f} s ({decoded.path})"
+    if decoded.damage is not None:
+        source += f"; {decoded.damage}"
     return ImageSet(torch.from_numpy(decoded.images), source=source, skipped=decoded.skipped)
 
 

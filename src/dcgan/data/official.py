@@ -204,6 +204,10 @@ def _cifar_from_tar(
                 if member.isfile() and base in names and base not in found:
                     raw = tar.extractfile(member).read()
                     found[base] = parse(raw, f"{path}:{member.name}")
+            # Read on to the end of the stream: only there does gzip (bz2, xz) check its CRC,
+            # and a damaged byte may otherwise inflate into different pixels unnoticed.
+            while tar.fileobj.read(1 << 20):
+                pass
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             raise DataError(
                 f"{path}: truncated or corrupt CIFAR tarball ({why(exc)}); download "

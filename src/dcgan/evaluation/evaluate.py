@@ -50,6 +50,35 @@ def scores(ref: Reference, feats: np.ndarray, metrics: tuple[str, ...], seed: in
     return out
 
 
+# The fewest images of each set a metric is defined for: a covariance needs 2, KID's unbiased
+# estimate two subsets of 2, precision/recall more than k = 3 neighbours.
+MIN_IMAGES = {"fid": 2, "kid": 4, "pr": 4}
+FEATURES = 2048
+
+
+def check_counts(
+    metrics: tuple[str, ...],
+    counts: dict[str, int],
+    fix: str = "raise --num-samples and --num-real",
+) -> None:
+    """Refuse image counts (by the flag or file that set them) too small for `metrics`, before
+    any image is generated: one line saying what N is needed."""
+    for where, n in counts.items():
+        for m in metrics:
+            if n < MIN_IMAGES[m]:
+                fid_note = (
+                    f"; a well-conditioned covariance of the {FEATURES} Inception features "
+                    f"needs more images than features (N > {FEATURES}), and published FIDs use "
+                    "10,000 or 50,000"
+                    if m == "fid"
+                    else ""
+                )
+                raise ConfigError(
+                    f"{where}: {n} images are too few for {m}, which needs at least "
+                    f"{MIN_IMAGES[m]}{fid_note}; {fix}"
+                )
+
+
 def parse_metrics(text: str) -> tuple[str, ...]:
     names = tuple(m.strip() for m in text.split(",") if m.strip())
     bad = [m for m in names if m not in METRICS]
@@ -69,9 +98,20 @@ def evaluate(
 ) -> dict[str, Any]:
     """Score `num_samples` images of `generator` against `ref`; a JSON-ready record."""
     start = time.perf_counter()
+    where = f"the reference ({ref.identity.get('dataset', 'real images')})"
+    check_counts(metrics, {"--num-samples": num_samples, where: len(ref.feats)})
+    stale = f"{where}: its features come from another network than {extractor.sha256[:12]}"
+    if ref.identity.get("network_sha256", extractor.sha256) != extractor.sha256:
+        raise ConfigError(f"{stale}; recompute it with dcgan ref-stats")
     feats = extractor(fake_images(generator, num_samples, seed, z_dist))
+    if feats.shape[1:] != ref.feats.shape[1:]:
+        raise ConfigError(f"{stale} ({ref.feats.shape[1]} features, not {feats.shape[1]})")
+    try:
+        values = scores(ref, feats, metrics, seed)
+    except ValueError as e:  # an FID whose covariances are too ill-conditioned for a square root
+        raise ConfigError(f"--num-samples: {' '.join(str(e).split())}") from None
     return {
-        "metrics": {k: round(float(v), 6) for k, v in scores(ref, feats, metrics, seed).items()},
+        "metrics": {k: round(float(v), 6) for k, v in values.items()},
         "num_samples": num_samples,
         "seed": seed,
         "feature_network_sha256": extractor.sha256,

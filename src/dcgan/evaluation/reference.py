@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,9 +22,9 @@ import torch
 from dcgan.config import DataConfig
 from dcgan.data import open_images
 from dcgan.data.cache import cache_root
-from dcgan.errors import ConfigError
+from dcgan.errors import ConfigError, Recovered, brief
 from dcgan.evaluation.metrics import feature_stats
-from dcgan.fsio import atomic_write
+from dcgan.fsio import atomic_write, check_stored_zip
 from dcgan.seeding import REFERENCE_SEED
 
 REFERENCES = ("auto", "holdout", "train", "test", "all")
@@ -86,10 +88,21 @@ def reference_features(
         "image_size": size,
         "channels": channels,
     }
+    if len(images) < 2:
+        raise ConfigError(
+            f"{name}: holds {len(images)} image(s); reference statistics need at least 2"
+        )
     key = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]
     path = cache_root(cfg) / "ref-stats" / f"{key}.npz"
     if path.is_file():
-        return load_reference(path)
+        try:
+            cached = load_reference(path)
+        except ConfigError as e:
+            warnings.warn(f"{e}; computing the cached statistics again", Recovered, 2)
+        else:
+            if cached.identity == identity:
+                return cached
+            warnings.warn(f"{path}: cached for other images; computing it again", Recovered, 2)
     feats = extractor(images)
     ref = make_reference(feats, identity)
     save_reference(ref, path)
@@ -113,11 +126,45 @@ def save_reference(ref: Reference, path: Path) -> Path:
 
 
 def load_reference(path: Path) -> Reference:
-    """A reference written by `save_reference` (or `dcgan ref-stats`)."""
+    """A reference written by `save_reference` (or `dcgan ref-stats`); whatever its damage,
+    a one-line error naming the file."""
+    path = Path(path)
+    fix = "recompute it with dcgan ref-stats"
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such reference-statistics file; {fix}, or check the path")
     try:
+        _check_members(path)
         with np.load(path, allow_pickle=False) as z:
             feats, mu, sigma = z["feats"].astype(np.float64), z["mu"], z["sigma"]
             identity = json.loads(str(z["identity"]))
-    except (OSError, KeyError, ValueError) as e:
-        raise ConfigError(f"{path}: not a reference-statistics file from dcgan ({e})") from None
+    except OSError:
+        raise
+    except Exception as e:  # NumPy's, zipfile's and JSON's many errors for a damaged file
+        raise ConfigError(
+            f"{path}: not a reference-statistics file from dcgan, or damaged ({brief(e)}); {fix}"
+        ) from None
+    n, d = feats.shape if feats.ndim == 2 else (0, 0)
+    if not (n and d and mu.shape == (d,) and sigma.shape == (d, d) and isinstance(identity, dict)):
+        raise ConfigError(
+            f"{path}: its arrays do not fit together (features {feats.shape}, mean {mu.shape}, "
+            f"covariance {sigma.shape}); {fix}"
+        )
+    if not all(np.isfinite(a).all() for a in (feats, mu, sigma)):
+        raise ConfigError(f"{path}: holds NaN or infinite statistics; {fix}")
     return Reference(feats, mu, sigma, identity)
+
+
+def _check_members(path: Path) -> None:
+    """ValueError unless `path` is a zip of intact stored `.npy` records (CRC-32 checked) whose
+    headers claim no more data than the record holds, so nothing huge is ever allocated."""
+    records = check_stored_zip(path)
+    with zipfile.ZipFile(path) as archive:
+        for record in records:
+            with archive.open(record) as f:
+                fmt = np.lib.format
+                major = fmt.read_magic(f)[0]
+                read_header = fmt.read_array_header_1_0 if major == 1 else fmt.read_array_header_2_0
+                shape, _, dtype = read_header(f)
+                claimed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+                if claimed > record.file_size:
+                    raise ValueError(f"{record.filename} claims {claimed} bytes")

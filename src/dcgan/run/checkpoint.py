@@ -4,10 +4,16 @@ A checkpoint (`Checkpoint`, the one owner of its keys) is a dict of state dicts,
 values, so `torch.load(weights_only=True)` reads it. The export is `generator.safetensors` +
 `generator.json` (model config): all that sampling needs, kept apart from the much larger resume
 state.
+
+Whatever damage a file has, loading it ends in weights that are exactly the saved ones or in a
+one-line `CheckpointError` naming the file: a checkpoint's zip records are checked against their
+CRC-32 (torch does not) and against the file's size (no zip bomb), and every weights file carries
+a SHA-256 of its tensors and the settings they need.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from dataclasses import MISSING, dataclass, fields
@@ -15,13 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save
+from safetensors.torch import load, save
 
-from dcgan.config import ModelConfig, from_dict
-from dcgan.errors import CheckpointError, ConfigError
-from dcgan.fsio import atomic_write
+from dcgan.config import Z_DISTRIBUTIONS, ModelConfig, from_dict
+from dcgan.errors import CheckpointError, ConfigError, brief
+from dcgan.fsio import atomic_write, check_stored_zip
 from dcgan.nn.models import Generator
-from dcgan.run.rundir import latest_checkpoint
 
 FORMAT_VERSION = 1
 EXPORT_NAME = "generator.safetensors"
@@ -65,7 +70,7 @@ class Checkpoint:
 
     @property
     def z_dist(self) -> str:
-        return self.config["train"]["z_dist"]
+        return self.config["train"].get("z_dist", "normal")
 
     @property
     def sampling_weights(self) -> dict[str, torch.Tensor]:
@@ -81,7 +86,7 @@ class Checkpoint:
 
     @classmethod
     def from_dict(cls, saved: Any, path: Path) -> Checkpoint:
-        """Check a loaded file's version and keys; errors name `path`."""
+        """Check a loaded file's version, keys and value types; errors name `path`."""
         version = saved.get("format_version") if isinstance(saved, dict) else None
         if version != FORMAT_VERSION:
             raise CheckpointError(
@@ -91,12 +96,50 @@ class Checkpoint:
         names = {f.name for f in fields(cls)}
         required = {f.name for f in fields(cls) if f.default is MISSING}
         keys = set(saved) - {"format_version"}
-        if problems := sorted(required - keys) + sorted(keys - names):
+        problems = sorted(map(repr, (required - keys) | (keys - names)))
+        if not problems:
+            problems = [k for k, ok in _shape_checks(saved) if not ok]
+        if problems:
             raise CheckpointError(
-                f"checkpoint {path} is damaged or not from dcgan: unexpected or missing "
-                f"{', '.join(map(repr, problems))}; resume from another step-*.pt of the run"
+                f"checkpoint {path} is damaged or not from dcgan: unexpected, missing or "
+                f"malformed {', '.join(problems)}; resume from another step-*.pt of the run"
             )
-        return cls(**{k: saved[k] for k in keys})
+        try:
+            return cls(**{k: saved[k] for k in keys})
+        except (KeyError, TypeError) as e:  # a config without the train settings it needs
+            raise CheckpointError(
+                f"checkpoint {path} is damaged or not from dcgan: malformed config ({brief(e)})"
+            ) from None
+
+
+def _shape_checks(saved: dict[str, Any]) -> list[tuple[str, bool]]:
+    """(key, whether its value has the type a checkpoint holds there)."""
+
+    def weights(value: Any) -> bool:
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()
+        )
+
+    config, rng = saved["config"], saved["rng"]
+    return [
+        (
+            "config",
+            isinstance(config, dict)
+            and all(isinstance(config.get(s), dict) for s in ("model", "train")),
+        ),
+        ("step", isinstance(saved["step"], int) and saved["step"] >= 0),
+        ("generator", weights(saved["generator"])),
+        ("discriminator", weights(saved["discriminator"])),
+        ("ema", saved.get("ema") is None or weights(saved["ema"])),
+        ("opt_g", isinstance(saved["opt_g"], dict) and "param_groups" in saved["opt_g"]),
+        ("opt_d", isinstance(saved["opt_d"], dict) and "param_groups" in saved["opt_d"]),
+        ("fixed_z", isinstance(saved["fixed_z"], torch.Tensor) and saved["fixed_z"].ndim == 2),
+        (
+            "rng",
+            isinstance(rng, dict)
+            and all(isinstance(rng.get(k), torch.Tensor) for k in ("torch", "noise")),
+        ),
+    ]
 
 
 def save_checkpoint(checkpoint: Checkpoint, *paths: str | Path) -> Path:
@@ -111,22 +154,75 @@ def save_checkpoint(checkpoint: Checkpoint, *paths: str | Path) -> Path:
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Load a checkpoint with `weights_only=True`: a file that would run code is refused."""
+    """Load a checkpoint with `weights_only=True`: a file that would run code is refused, and
+    so is one whose zip records fail `check_stored_zip` (damage, or a zip bomb)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} does not exist")
     try:
+        check_stored_zip(path)  # torch.load checks no CRC and trusts sizes
         saved = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many exception types for damaged or hostile files
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot load checkpoint {path}: {first}") from None
+        raise CheckpointError(f"cannot load checkpoint {path}: {brief(first)}") from None
     return Checkpoint.from_dict(saved, path)
 
 
-def save_weights(module: torch.nn.Module, path: str | Path) -> Path:
-    """Write a module's state dict as safetensors (CPU, contiguous), atomically."""
+def weights_sha256(tensors: dict[str, torch.Tensor], settings: str = "") -> str:
+    """SHA-256 of named tensors (names, dtypes, shapes, bytes) and the settings they need."""
+    digest = hashlib.sha256(settings.encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        digest.update(f"\0{name}\0{t.dtype}\0{tuple(t.shape)}\0".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def save_weights(module: torch.nn.Module, path: str | Path, settings: str = "") -> Path:
+    """Write a module's state dict as safetensors (CPU, contiguous), atomically, with the
+    SHA-256 of its tensors and `settings` in the file's metadata."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    return atomic_write(path, lambda f: f.write(save(tensors)))
+    metadata = {"sha256": weights_sha256(tensors, settings)}
+    return atomic_write(path, lambda f: f.write(save(tensors, metadata=metadata)))
+
+
+def load_weights(path: Path, settings: str = "", fix: str = "") -> dict[str, torch.Tensor]:
+    """The tensors of a `save_weights` file, checked against its SHA-256 (files written before
+    it was recorded load unchecked); damage is a CheckpointError naming `path`, then `fix`."""
+    fix = f"; {fix}" if fix else ""
+    try:
+        data = path.read_bytes()
+        tensors = load(data)
+        header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+    except OSError:
+        raise
+    except Exception as e:  # safetensors, JSON and UnicodeDecode errors of a damaged file
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file ({brief(e)}){fix}"
+        ) from None
+    expected = (header.get("__metadata__") or {}).get("sha256")
+    if expected is not None and expected != weights_sha256(tensors, settings):
+        raise CheckpointError(
+            f"{path}: its weights (or the settings beside them) fail their SHA-256 check: the "
+            f"file is damaged{fix}"
+        )
+    return tensors
+
+
+def load_into(module: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+    """`module.load_state_dict(weights)`; weights of another shape are one line naming `path`."""
+    try:
+        module.load_state_dict(weights)
+    except (RuntimeError, KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(
+            f"{path}: its weights do not fit a {type(module).__name__} of its settings "
+            f"({brief(e, 120)}); the file is damaged or from another model"
+        ) from None
+
+
+def _export_settings(model: dict[str, Any], z_dist: str) -> str:
+    """What an export's weights need besides themselves, as their checksum covers it."""
+    return json.dumps({"model": model, "z_dist": z_dist}, sort_keys=True)
 
 
 def export_generator(
@@ -134,9 +230,14 @@ def export_generator(
 ) -> Path:
     """Write `{name}.safetensors` and `{name}.json` (model config) into `run_dir`."""
     run_dir = Path(run_dir)
-    meta = {"format_version": FORMAT_VERSION, "model": vars(generator.cfg).copy(), **(extra or {})}
+    model = vars(generator.cfg).copy()
+    meta = {"format_version": FORMAT_VERSION, "model": model, **(extra or {})}
     atomic_write(run_dir / f"{name}.json", lambda f: f.write(json.dumps(meta, indent=2).encode()))
-    return save_weights(generator, run_dir / f"{name}.safetensors")
+    settings = _export_settings(model, meta.get("z_dist", "normal"))
+    return save_weights(generator, run_dir / f"{name}.safetensors", settings)
+
+
+EXPORT_FIX = "use the run directory or a checkpoint .pt as the source instead"
 
 
 def load_export(path: str | Path) -> tuple[Generator, dict[str, Any]]:
@@ -148,33 +249,28 @@ def load_export(path: str | Path) -> tuple[Generator, dict[str, Any]]:
         raise CheckpointError(
             f"no generator export at {path}: expected {weights.name} and {meta_path.name}"
         )
-    meta = json.loads(meta_path.read_text())
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{meta_path}: unknown format version {meta.get('format_version')!r}")
+    meta = read_export_meta(meta_path)
+    settings = _export_settings(vars(meta["model"]), meta["z_dist"])
+    generator = Generator(meta["model"])
+    load_into(generator, load_weights(weights, settings, EXPORT_FIX), weights)
+    return generator, {**meta, "model": vars(meta["model"])}
+
+
+def read_export_meta(path: Path) -> dict[str, Any]:
+    """An export's JSON, its model config validated (a ModelConfig under "model") and its
+    z distribution checked; damage is one line naming `path`."""
     try:
-        model_cfg = from_dict({"model": meta["model"]}, str(meta_path)).model
+        meta = json.loads(path.read_bytes())
+    except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+        raise CheckpointError(f"{path}: not valid JSON ({brief(e)}); {EXPORT_FIX}") from None
+    if not isinstance(meta, dict) or meta.get("format_version") != FORMAT_VERSION:
+        version = meta.get("format_version") if isinstance(meta, dict) else None
+        raise CheckpointError(f"{path}: unknown format version {version!r}; {EXPORT_FIX}")
+    try:
+        model_cfg = from_dict({"model": meta["model"]}, str(path)).model
     except (ConfigError, KeyError) as e:
-        raise CheckpointError(f"{meta_path}: invalid model config ({e})") from None
-    generator = Generator(model_cfg)
-    generator.load_state_dict(load_file(weights))
-    return generator, meta
-
-
-def load_generator(source: str | Path) -> tuple[Generator, str]:
-    """The sampling G (its moving average when kept) and its z distribution, from a run
-    directory, a `.safetensors` export or a `.pt` checkpoint.
-
-    A run directory is read through its export, which is refreshed with every checkpoint.
-    """
-    source = Path(source)
-    if source.suffix == ".pt":
-        checkpoint = load_checkpoint(source)
-        generator = Generator(checkpoint.model_config)
-        generator.load_state_dict(checkpoint.sampling_weights)
-        return generator, checkpoint.z_dist
-    if source.is_dir() and not (source / EXPORT_NAME).is_file():
-        latest = latest_checkpoint(source)
-        if latest.is_file():
-            return load_generator(latest)
-    generator, meta = load_export(source)
-    return generator, meta.get("z_dist", "normal")
+        raise CheckpointError(f"{path}: invalid model config ({brief(e)}); {EXPORT_FIX}") from None
+    z_dist = meta.get("z_dist", "normal")
+    if z_dist not in Z_DISTRIBUTIONS:
+        raise CheckpointError(f"{path}: unknown z_dist {z_dist!r}; {EXPORT_FIX}")
+    return {**meta, "model": model_cfg, "z_dist": z_dist}

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from dcgan.config import Config, dump_yaml, from_dict, load_yaml
+from dcgan.config import Config, dump_yaml, from_dict, load_yaml, sections
 from dcgan.errors import ConfigError
 from dcgan.fsio import atomic_write
 
@@ -19,11 +19,21 @@ LOG_FILE = "log.txt"
 CHECKPOINT_DIR = "checkpoints"
 SAMPLES_DIR = "samples"
 _NUMBERED = re.compile(r"^(\d{5,})-")
+_KEPT = re.compile(r"step-(\d+)\.pt")
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path:
     """Where a run keeps its most recent checkpoint, the one `--resume` continues from."""
     return Path(run_dir) / CHECKPOINT_DIR / "latest.pt"
+
+
+def kept_checkpoints(run_dir: str | Path) -> dict[int, Path]:
+    """The run's kept `step-NNNNNN.pt` checkpoints by step, oldest first."""
+    found = {}
+    for path in (Path(run_dir) / CHECKPOINT_DIR).glob("step-*.pt"):
+        if match := _KEPT.fullmatch(path.name):
+            found[int(match.group(1))] = path
+    return dict(sorted(found.items()))
 
 
 def create_run_dir(cfg: Config) -> Path:
@@ -58,25 +68,34 @@ def read_config(run_dir: Path) -> Config:
     path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"{run_dir} is not a run directory: {CONFIG_FILE} is missing")
-    return from_dict(load_yaml(path), str(path))
+    settings = load_yaml(path)
+    if missing := [s for s in sections(Config()) if not isinstance(settings.get(s), dict)]:
+        raise ConfigError(f"{path}: the run's {', '.join(missing)} settings are missing")
+    return from_dict(settings, str(path))
 
 
 def read_stats(run_dir: Path) -> list[dict[str, Any]]:
     """All records of `stats.jsonl` (empty when there is none yet). A last line cut short by a
     kill mid-append is ignored; a damaged line elsewhere is an error naming the file."""
     path = Path(run_dir) / STATS_FILE
-    return _parse_stats(path.read_text(), path) if path.is_file() else []
+    return _parse_stats(path.read_bytes(), path) if path.is_file() else []
 
 
-def _parse_stats(text: str, path: Path) -> list[dict[str, Any]]:
-    lines = [line for line in text.splitlines() if line.strip()]
+def _parse_stats(data: bytes, path: Path) -> list[dict[str, Any]]:
+    lines = [line for line in data.split(b"\n") if line.strip()]
     records = []
     for number, line in enumerate(lines, 1):
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if number < len(lines):
-                raise ConfigError(f"{path}: line {number} is not JSON; fix or remove it") from None
+            record = json.loads(line.decode())
+        except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested beyond reason
+            record = None
+        if isinstance(record, dict) and type(record.get("step")) is int:
+            records.append(record)
+        elif number < len(lines):
+            raise ConfigError(
+                f"{path}: line {number} is not a stats record; fix or remove that line (this "
+                "file is the run's log; its checkpoints hold the state)"
+            )
     return records
 
 
@@ -86,8 +105,8 @@ def truncate_stats(run_dir: Path, last_step: int) -> None:
     path = Path(run_dir) / STATS_FILE
     if not path.is_file():
         return
-    old = path.read_text()
+    old = path.read_bytes()
     kept = [r for r in _parse_stats(old, path) if r["step"] <= last_step]
-    text = "".join(json.dumps(r) + "\n" for r in kept)
+    text = "".join(json.dumps(r) + "\n" for r in kept).encode()
     if text != old:
-        atomic_write(path, lambda f: f.write(text.encode()))
+        atomic_write(path, lambda f: f.write(text))

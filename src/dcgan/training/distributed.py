@@ -27,6 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from dcgan.errors import ConfigError
 from dcgan.fsio import atomic_write_text
 from dcgan.seeding import STREAM_PROCESSES, seed_for
 
@@ -290,7 +291,14 @@ def restarted_run(out: str | Path) -> Path | None:
     marker = run_marker(out)
     if restart_count() == 0 or marker is None or not marker.is_file():
         return None
-    return Path(json.loads(marker.read_text())["run_dir"])
+    try:
+        run_dir = json.loads(marker.read_bytes())["run_dir"]
+    except (ValueError, KeyError, TypeError) as e:  # damaged: the restart cannot tell which run
+        raise ConfigError(
+            f"{marker}: damaged ({' '.join(str(e).split())}); resume the run it named with "
+            "dcgan train --resume RUN, then remove the file"
+        ) from None
+    return Path(str(run_dir))
 
 
 def forget_run(out: str | Path) -> None:

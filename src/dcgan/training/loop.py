@@ -49,15 +49,17 @@ def train(
     *,
     resume: str | Path | None = None,
     models: tuple[Generator, Discriminator] | None = None,
+    from_step: int | None = None,
 ) -> TrainResult:
     """Train a DCGAN as `cfg` says and return the run directory and the trained networks.
 
     images: optional training images (uint8 or float in [-1, 1], (N, C, H, W)) instead of
-    `cfg.data`; resume: a run directory to continue; models: networks to start from.
+    `cfg.data`; resume: a run directory to continue (from its kept checkpoint of step
+    `from_step` when given); models: networks to start from.
     Under torchrun, this process joins the group and trains its share of each global batch.
     """
     with distributed.start(pick_device(cfg.train.device)) as procs:
-        return train_on(procs, cfg, images, resume=resume, models=models)
+        return train_on(procs, cfg, images, resume=resume, models=models, from_step=from_step)
 
 
 def train_on(
@@ -67,6 +69,7 @@ def train_on(
     *,
     resume: str | Path | None = None,
     models: tuple[Generator, Discriminator] | None = None,
+    from_step: int | None = None,
 ) -> TrainResult:
     """The training loop of `train`, run by each of `procs`' processes (one without torchrun)."""
     # --- set-up: the run to continue (the one asked for or, after torchrun restarted the
@@ -74,6 +77,8 @@ def train_on(
     set_determinism(cfg.train.deterministic)
     if resume is None:
         resume = procs.on_main(distributed.restarted_run, cfg.output.out, share=True)
+    if distributed.restart_count():
+        from_step = None  # the first attempt went back to it; a restart continues from latest.pt
     resume = None if resume is None else Path(resume)
     cfg = run_config(cfg, resume, procs.device)
 
@@ -84,7 +89,7 @@ def train_on(
 
     # --- networks and optimisers, fresh or restored; the run directory once all is valid
     state = build_state(cfg, procs.device, models, procs)
-    ctx = open_run(cfg, state, data, resume, procs)
+    ctx = open_run(cfg, state, data, resume, procs, from_step)
     loss, amp = LOSSES[cfg.train.loss], Precision(cfg.train.precision, procs.device.type)
 
     stopped = None

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import torch
 
-from dcgan.config import RESUMABLE_FIELDS, Config, diff
+from dcgan.config import RESUMABLE_FIELDS, Config, diff, to_dict
 from dcgan.data import ImageSet
-from dcgan.errors import ConfigError
+from dcgan.errors import CheckpointError, ConfigError, brief
 from dcgan.run import rundir
-from dcgan.run.checkpoint import load_checkpoint
 from dcgan.run.reporting import QuietLogger, RunLogger
+from dcgan.run.sources import choose_checkpoint, read_run_config
 from dcgan.training import distributed
 from dcgan.training.batches import steps_per_epoch, total_steps
 from dcgan.training.distributed import Processes
@@ -35,7 +35,7 @@ def run_config(cfg: Config, resume: Path | None, device: torch.device) -> Config
 
 def resume_config(run_dir: Path, requested: Config) -> Config:
     """The saved config with the requested safe changes; refuses any other difference."""
-    saved = rundir.read_config(run_dir)
+    saved = read_run_config(run_dir, repair=True)
     changed = [
         (k, a, b) for k, a, b in diff(saved, requested) if k.split(".")[1] not in RESUMABLE_FIELDS
     ]
@@ -49,13 +49,19 @@ def resume_config(run_dir: Path, requested: Config) -> Config:
 
 
 def open_run(
-    cfg: Config, state: TrainState, data: ImageSet, resume: Path | None, procs: Processes
+    cfg: Config,
+    state: TrainState,
+    data: ImageSet,
+    resume: Path | None,
+    procs: Processes,
+    from_step: int | None = None,
 ) -> RunContext:
     """The run directory (new, or `resume` with its checkpoint loaded into `state`), created
     only now that everything is valid; its logger, FID tracker and step-0 checkpoint."""
+    note = None
     if resume is not None:
         run_dir = resume
-        resume_state(run_dir, state, procs)
+        note = resume_state(run_dir, state, procs, cfg, from_step)
     else:
         run_dir = procs.on_main(new_run_dir, cfg, share=True)
     procs.seed(cfg.train.seed, state.step)
@@ -67,6 +73,8 @@ def open_run(
         f"run {run_dir}: {len(data)} images, {per_epoch} steps/epoch, "
         f"steps {state.step}->{n_steps}, device {procs.device}, precision {cfg.train.precision}"
     )
+    if note is not None:
+        log.info(note)
     report_processes(log, cfg, procs)
     report_data(log, data)
     acc, watch = Accumulator(reduce=procs.mean), DivergenceWatch(STAT_KEYS)
@@ -84,13 +92,49 @@ def new_run_dir(cfg: Config) -> Path:
     return run_dir
 
 
-def resume_state(run_dir: Path, state: TrainState, procs: Processes) -> None:
-    """Load the run's latest checkpoint into `state`; a run killed before its first checkpoint
-    has nothing to lose and starts again from step 0."""
-    latest = rundir.latest_checkpoint(run_dir)
-    if latest.exists() or rundir.read_stats(run_dir):
-        restore(state, load_checkpoint(latest))
+def resume_state(
+    run_dir: Path, state: TrainState, procs: Processes, cfg: Config, from_step: int | None = None
+) -> str | None:
+    """Load the run's checkpoint into `state`: the kept one of `from_step`, else latest.pt,
+    else (latest.pt damaged or missing) the newest kept one that loads, whose step the stats
+    are cut back to; returns what the log should say about it. A run killed before its first
+    checkpoint has nothing to lose and starts again from step 0."""
+    latest, note = rundir.latest_checkpoint(run_dir), None
+    started = latest.exists() or rundir.kept_checkpoints(run_dir) or rundir.read_stats(run_dir)
+    if started or from_step is not None:
+        saved, path, note = choose_checkpoint(run_dir, from_step)
+        check_trained_with(run_dir, saved.config, cfg, path)
+        try:
+            restore(state, saved)
+        except (RuntimeError, ValueError, KeyError, TypeError, IndexError) as e:
+            raise CheckpointError(
+                f"checkpoint {path} does not fit this run ({brief(e, 120)}); resume from "
+                "another kept step with --from-step"
+            ) from None
     procs.on_main(rundir.truncate_stats, run_dir, state.step)
+    if note is not None:
+        note += f"; stats.jsonl records after step {state.step} are dropped"
+    return note
+
+
+def check_trained_with(run_dir: Path, saved: dict, cfg: Config, path: Path) -> None:
+    """Refuse a config.yaml whose settings that may not change on resume differ from those the
+    checkpoint was trained with: a damaged value (or an edit) would silently change the run."""
+    now = to_dict(cfg)
+    changed = [
+        (f"{sec}.{k}", old, now[sec][k])
+        for sec, values in saved.items()
+        if isinstance(values, dict) and sec in now
+        for k, old in values.items()
+        if k in now[sec] and k not in RESUMABLE_FIELDS and old != now[sec][k]
+    ]
+    if changed:
+        key, old, new = changed[0]
+        more = f" (and {len(changed) - 1} more)" if changed[1:] else ""
+        raise ConfigError(
+            f"{Path(run_dir) / rundir.CONFIG_FILE}: {key} is {new!r} but {path} was trained with "
+            f"{old!r}{more}; set it back: only {', '.join(sorted(RESUMABLE_FIELDS))} may change"
+        )
 
 
 def write_start(ctx: RunContext, state: TrainState) -> None:

@@ -1,0 +1,135 @@
+"""What commands read from a run directory, working around a damaged file where the run holds
+the same content elsewhere: its generator (the export, else the latest checkpoint), its settings
+(config.yaml, else a checkpoint's copy) and the checkpoint a resume continues from (latest.pt,
+else the newest kept step-*.pt that loads).
+
+Each work-around is a `Recovered` warning that names the damaged file and what was used instead.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from dcgan.config import Z_DISTRIBUTIONS, Config, from_dict
+from dcgan.errors import CheckpointError, ConfigError, Recovered, brief
+from dcgan.nn.models import Generator
+from dcgan.run.checkpoint import EXPORT_NAME, Checkpoint, load_checkpoint, load_export, load_into
+from dcgan.run.rundir import (
+    CONFIG_FILE,
+    kept_checkpoints,
+    latest_checkpoint,
+    read_config,
+    write_config,
+)
+
+
+def load_generator(source: str | Path) -> tuple[Generator, str]:
+    """The sampling G (its moving average when kept) and its z distribution, from a run
+    directory, a `.safetensors` export or a `.pt` checkpoint.
+
+    A run directory is read through its export, which is refreshed with every checkpoint; when
+    the export is damaged, its latest checkpoint holds the same weights (a `Recovered` warning).
+    """
+    source = Path(source)
+    if source.suffix == ".pt":
+        return checkpoint_generator(source)
+    if not source.is_dir():
+        generator, meta = load_export(source)
+        return generator, meta["z_dist"]
+    latest = latest_checkpoint(source)
+    if not (source / EXPORT_NAME).is_file():
+        if latest.is_file():
+            return checkpoint_generator(latest)
+        return load_generator(source / EXPORT_NAME)  # the error says what is missing
+    try:
+        generator, meta = load_export(source)
+        return generator, meta["z_dist"]
+    except CheckpointError as damaged:
+        if not latest.is_file():
+            raise
+        try:
+            found = checkpoint_generator(latest)
+        except CheckpointError as also:
+            raise CheckpointError(f"{damaged}; and {also}") from None
+        warnings.warn(f"{damaged}; used {latest}, which holds the same weights", Recovered, 2)
+        return found
+
+
+def checkpoint_generator(path: Path) -> tuple[Generator, str]:
+    """The sampling G of checkpoint `path` (its moving average when kept) and its z_dist."""
+    checkpoint = load_checkpoint(path)
+    try:
+        generator = Generator(checkpoint.model_config)
+    except ConfigError as e:
+        raise CheckpointError(f"checkpoint {path}: invalid model config ({brief(e)})") from None
+    load_into(generator, checkpoint.sampling_weights, path)
+    if checkpoint.z_dist not in Z_DISTRIBUTIONS:
+        raise CheckpointError(f"checkpoint {path}: unknown z_dist {checkpoint.z_dist!r}")
+    return generator, checkpoint.z_dist
+
+
+def read_run_config(run_dir: Path, repair: bool = False) -> Config:
+    """The run's config.yaml; when that is damaged, the settings its newest loadable checkpoint
+    saved (a `Recovered` warning), written back to config.yaml when `repair` is asked."""
+    try:
+        return read_config(run_dir)
+    except ConfigError as damaged:
+        if not (Path(run_dir) / CONFIG_FILE).is_file():
+            raise
+        kept = kept_checkpoints(run_dir)
+        for path in [latest_checkpoint(run_dir), *reversed(kept.values())]:
+            try:
+                cfg = from_dict(load_checkpoint(path).config, f"{path} config")
+            except (CheckpointError, ConfigError):
+                continue
+            if repair:
+                write_config(Path(run_dir), cfg)
+            done = "rewrote it from" if repair else "used"
+            warnings.warn(f"{damaged}; {done} the settings saved in {path}", Recovered, 2)
+            return cfg
+        raise
+
+
+def choose_checkpoint(
+    run_dir: Path, from_step: int | None = None
+) -> tuple[Checkpoint, Path, str | None]:
+    """The checkpoint a resume continues from, its path, and a note when it is not latest.pt.
+
+    `from_step` picks a kept `step-NNNNNN.pt`. Otherwise latest.pt, and when that does not
+    load, the newest kept checkpoint that does: each candidate is verified by loading it.
+    """
+    kept = kept_checkpoints(run_dir)
+    if from_step is not None:
+        if from_step not in kept:
+            steps = ", ".join(map(str, kept)) or "none"
+            raise ConfigError(
+                f"--from-step: {run_dir} kept no checkpoint of step {from_step} "
+                f"(checkpoints/step-{from_step:06d}.pt); kept steps: {steps}"
+            )
+        return _load_kept(kept[from_step], from_step), kept[from_step], None
+    latest = latest_checkpoint(run_dir)
+    problems = []
+    for step, path in [(None, latest), *reversed(kept.items())]:
+        try:
+            saved = _load_kept(path, step)
+        except CheckpointError as e:
+            problems.append(str(e))
+            continue
+        if path == latest:
+            return saved, path, None
+        note = f"{problems[0]}; resumed from {path.name}, the newest intact checkpoint"
+        return saved, path, f"{note} (step {saved.step})"
+    shown = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more" if problems[3:] else "")
+    raise CheckpointError(
+        f"cannot resume {run_dir}: none of its checkpoints loads ({shown}); start a new run "
+        f"with its settings: dcgan train --config {Path(run_dir) / CONFIG_FILE}"
+    )
+
+
+def _load_kept(path: Path, step: int | None) -> Checkpoint:
+    """Checkpoint `path`, loaded, and of step `step` when that is in its name."""
+    saved = load_checkpoint(path)
+    if step is not None and saved.step != step:
+        raise CheckpointError(f"checkpoint {path} holds step {saved.step}, not {step}")
+    return saved
