@@ -26,7 +26,7 @@ from dcgan.evaluation.evaluate import evaluate
 from dcgan.evaluation.features import InceptionFeatures
 from dcgan.evaluation.reference import reference_features
 from dcgan.fsio import append_jsonl, atomic_write_text
-from dcgan.run.checkpoint import load_generator
+from dcgan.run.sources import load_generator
 from dcgan.training.loop import train
 
 # Each sets every augmentation field, whatever the config file says.
