@@ -39,6 +39,9 @@ from dcgan.evaluation import features
 from dcgan.run.checkpoint import load_checkpoint
 from dcgan.run.rundir import latest_checkpoint, read_config
 
+# 232 cases, over a minute: in `make test` and CI, not in the `make test-fast` loop.
+pytestmark = pytest.mark.slow
+
 SEED = 19
 TIME_LIMIT_S = 60  # per command: a hang fails the test instead of stalling the suite
 
