@@ -27,6 +27,9 @@ from dcgan.data import download
 from dcgan.evaluation import evaluate, features, nearest, probe, reference
 from dcgan.training import loop
 
+# 13 subcommands x 50 examples, about 10 s: in `make test` and CI, not `make test-fast`.
+pytestmark = pytest.mark.slow
+
 EXAMPLES = 50  # per subcommand; derandomized, so every run tries the same ones
 SUBPARSERS: dict[str, argparse.ArgumentParser] = next(
     a.choices for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
