@@ -100,3 +100,7 @@ def test_augmentation_changes_what_d_sees(tiny_config: Config) -> None:
 def test_bad_augmentation_settings_are_one_line(tiny_config: Config, flags, message) -> None:
     with pytest.raises(ConfigError, match=message):
         with_settings(tiny_config, **flags)
+
+
+def test_ada_without_new_signal_keeps_p() -> None:
+    assert AdaptiveP(0.6, 4, 1.0).adjust(0.3, 64, lambda t: t) == 0.3

@@ -65,6 +65,8 @@ class AdaptiveP:
     ) -> float:
         """The new p, from the rt of the steps since the last adjustment (`mean` averages it
         over processes) and the real images they used (`images_per_step` over processes)."""
+        if self.count == 0:  # nothing observed since the last move (e.g. a resume right after one)
+            return p
         rt = float(mean(self.total) / self.count)
         move = math.copysign(1.0, rt - self.target) * images_per_step * self.count
         self.total, self.count = None, 0
