@@ -174,6 +174,18 @@ def test_rollback_reloads_with_lower_lr_and_finishes(tiny_config, monkeypatch) -
     assert "rolled back to step 4" in (result.run_dir / "log.txt").read_text()
 
 
+def test_rollback_lowers_the_decay_schedule_too(tiny_config, monkeypatch) -> None:
+    _inject_nan_once(monkeypatch, at_step=5)
+    cfg = with_settings(tiny_config, steps=8, on_nan="rollback", lr_decay=0.5, log_every=1)
+    result = train(cfg)
+    lr = {r["step"]: r["lr_g"] for r in read_stats(result.run_dir)}
+    base = tiny_config.train.lr
+    # step s logs the rate of update s-1: 1 until the last half, then (8 - (s-1)) / 4
+    assert lr[4] == pytest.approx(base)
+    assert lr[6] == pytest.approx(base * 0.5 * 3 / 4)  # after the rollback at step 6
+    assert lr[8] == pytest.approx(base * 0.5 * 1 / 4)
+
+
 def test_rollbacks_are_limited(tiny_config, monkeypatch) -> None:
     real_step = loop.train_step
 

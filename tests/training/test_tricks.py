@@ -6,6 +6,7 @@ the step passes to the losses, networks and optimisers, and compare against hand
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from itertools import pairwise
@@ -26,7 +27,8 @@ from dcgan.training import step as step_module
 from dcgan.training.batches import RealBatches, prepare_images, real_batch
 from dcgan.training.precision import Precision
 from dcgan.training.state import Runners, TrainState, build_state
-from dcgan.training.step import draw_z, fm_weight_at, train_step
+from dcgan.training.loop import train
+from dcgan.training.step import draw_z, fm_weight_at, lr_scale_at, train_step
 
 CPU = torch.device("cpu")
 FP32 = Precision("fp32", "cpu")
@@ -316,6 +318,27 @@ def test_fm_weight_decays_linearly_to_zero(tiny_config: Config) -> None:
     assert all(s == pytest.approx(-w0 / n) for s in slopes)  # a straight line down
     off = with_settings(tiny_config, feature_matching=0.0)
     assert all(fm_weight_at(off, s) == 0.0 for s in range(4))
+
+
+# ---------------------------------------------------------------------------- lr decay
+
+
+def test_lr_scale_is_flat_then_a_straight_line_to_zero() -> None:
+    scales = [lr_scale_at(0.25, s, 16) for s in range(16)]
+    assert scales[:12] == [1.0] * 12
+    assert scales[12:] == pytest.approx([1.0, 0.75, 0.5, 0.25])
+    assert [lr_scale_at(0.0, s, 16) for s in (0, 15)] == [1.0, 1.0]
+    assert lr_scale_at(1.0, 0, 4) == 1.0 and lr_scale_at(1.0, 3, 4) == 0.25
+
+
+def test_lr_decay_reaches_both_optimisers(tiny_config: Config) -> None:
+    cfg = with_settings(tiny_config, steps=8, lr_decay=0.5, log_every=1, lr_d=1e-3)
+    rows = [json.loads(x) for x in (train(cfg).run_dir / "stats.jsonl").read_text().splitlines()]
+    # the record of step s holds the rate update s-1 used
+    assert [r["lr_g"] / cfg.train.lr for r in rows] == pytest.approx(
+        [1, 1, 1, 1, 1, 0.75, 0.5, 0.25]
+    )
+    assert rows[-1]["lr_d"] == pytest.approx(1e-3 * 0.25)
 
 
 # ---------------------------------------------------------------------------- ema

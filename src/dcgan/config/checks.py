@@ -43,6 +43,8 @@ def validate(cfg: Config) -> Config:
         value = getattr(t, name)
         if value is not None and not (math.isfinite(value) and value > 0):
             raise ConfigError(f"{name}: {value} must be a positive number")
+    if not (math.isfinite(t.lr_decay) and 0.0 <= t.lr_decay <= 1.0):
+        raise ConfigError(f"lr_decay: {t.lr_decay} must be in [0, 1] (0 keeps the rates constant)")
     betas = [("beta1", t.beta1), ("beta2", t.beta2)]
     betas += [(n, b) for n in ("betas_g", "betas_d") for b in (getattr(t, n) or ())]
     for name, b in betas:

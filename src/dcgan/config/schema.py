@@ -83,6 +83,9 @@ class TrainConfig:
     lr: float = setting(2e-4, "Adam learning rate of both networks")
     lr_g: float | None = setting(None, "G's learning rate (default: --lr)")
     lr_d: float | None = setting(None, "D's learning rate (default: --lr)")
+    lr_decay: float = setting(
+        0.0, "fraction of the run, at its end, over which both learning rates fall linearly to 0"
+    )
     beta1: float = setting(0.5, "Adam's beta1 for both networks")
     beta2: float = setting(0.999, "Adam's beta2 for both networks")
     betas_g: tuple[float, float] | None = setting(None, "G's Adam betas (default: --beta1 --beta2)")

@@ -24,7 +24,7 @@ from dcgan.training.guards import GracefulStop
 from dcgan.training.precision import Precision
 from dcgan.training.start import open_run, run_config
 from dcgan.training.state import build_state
-from dcgan.training.step import train_step
+from dcgan.training.step import lr_scale_at, scale_learning_rates, train_step
 from dcgan.training.upkeep import finish, roll_back, upkeep
 
 
@@ -100,6 +100,9 @@ def train_on(
             if stopped is not None:
                 break
             # --- the updates: D, G and the average; statistics stay on the device
+            if cfg.train.lr_decay > 0:
+                scale = lr_scale_at(cfg.train.lr_decay, state.step, ctx.total_steps)
+                scale_learning_rates(state, scale)
             stats = train_step(state, reals, loss, amp, cfg).stacked()
             ctx.acc.add(stats)
             ctx.watch.add(state.step, stats)

@@ -103,6 +103,22 @@ def fm_weight_at(cfg: Config, step: int) -> float:
     return t.feature_matching * max(0.0, 1.0 - step / t.feature_matching_steps)
 
 
+def lr_scale_at(decay: float, step: int, total: int) -> float:
+    """The learning rates' multiplier at `step` of `total`: 1, then over the last `decay`
+    fraction of the run a straight line that would reach 0 at `total` (the last update keeps a
+    small positive rate)."""
+    span = decay * total
+    return 1.0 if span <= 0 else min(1.0, (total - step) / span)
+
+
+def scale_learning_rates(state: TrainState, scale: float) -> None:
+    """Set each optimiser group's rate to `scale` times its base rate (`initial_lr`, which is
+    saved with the optimiser, so a resumed run continues the same schedule)."""
+    for opt in (state.opt_g, state.opt_d):
+        for group in opt.param_groups:
+            group["lr"] = group.setdefault("initial_lr", group["lr"]) * scale
+
+
 def d_update(
     state: TrainState,
     loss: GANLoss,

@@ -198,13 +198,19 @@ def roll_back(ctx: RunContext, state: TrainState, error: Diverged) -> None:
             f"again with a lower --lr"
         ) from None
     optimisers = (state.opt_g, state.opt_d)
-    lowered = [g["lr"] * t.rollback_lr_factor for opt in optimisers for g in opt.param_groups]
+    # The base rates of --lr-decay's schedule (when set) are lowered with the rates.
+    keys = ("lr", "initial_lr")
+    lowered = [
+        {k: g[k] * t.rollback_lr_factor for k in keys if k in g}
+        for opt in optimisers
+        for g in opt.param_groups
+    ]
     count = state.rollbacks + 1
     restore(state, load_checkpoint(latest))  # replaces the optimisers' parameter groups
     ctx.procs.seed(t.seed, state.step)
     groups = [g for opt in optimisers for g in opt.param_groups]
-    for group, lr in zip(groups, lowered, strict=True):
-        group["lr"] = lr
+    for group, rates in zip(groups, lowered, strict=True):
+        group.update(rates)
     state.rollbacks = count
     ctx.procs.on_main(rundir.truncate_stats, ctx.run_dir, state.step)
     ctx.acc.reset()
