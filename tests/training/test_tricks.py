@@ -25,9 +25,9 @@ from dcgan.nn.models import Discriminator
 from dcgan.seeding import sample_z
 from dcgan.training import step as step_module
 from dcgan.training.batches import RealBatches, prepare_images, real_batch
+from dcgan.training.loop import train
 from dcgan.training.precision import Precision
 from dcgan.training.state import Runners, TrainState, build_state
-from dcgan.training.loop import train
 from dcgan.training.step import draw_z, fm_weight_at, lr_scale_at, train_step
 
 CPU = torch.device("cpu")
