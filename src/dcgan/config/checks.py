@@ -6,6 +6,8 @@ import math
 
 from dcgan.config.schema import (
     AUGMENT_POLICIES,
+    COND_D,
+    COND_G,
     DATASET_NAMES,
     LOSS_NAMES,
     PRECISIONS,
@@ -55,6 +57,12 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"ema: {t.ema} must be in [0, 1) (0 turns the average off)")
     if not (math.isfinite(t.feature_matching) and t.feature_matching >= 0):
         raise ConfigError(f"feature_matching: {t.feature_matching} must be >= 0")
+    _choice("cond_g", m.cond_g, COND_G)
+    _choice("cond_d", m.cond_d, COND_D)
+    if m.num_classes < 0 or m.num_classes > 100_000:
+        raise ConfigError(f"num_classes: {m.num_classes} must be in [0, 100000] (0: the dataset's)")
+    if m.num_classes and not m.conditional:
+        raise ConfigError(f"num_classes: {m.num_classes} is set but the model is not --conditional")
     _choice("loss", t.loss, LOSS_NAMES)
     _choice("device", t.device, DEVICES)
     _choice("precision", t.precision, PRECISIONS)

@@ -13,6 +13,8 @@ LOSS_NAMES = ("non-saturating", "minimax", "hinge", "least-squares")
 Z_DISTRIBUTIONS = ("normal", "uniform")
 SPLITS = ("train", "test", "all")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+COND_G = ("cbn", "concat")
+COND_D = ("projection", "concat")
 AUGMENT_POLICIES = ("translation", "cutout", "color")  # DiffAugment's, in the order applied
 # Every dataset `data.dataset` may name: the built-in ones, then those read from files (each has
 # a reader in `dcgan.data`; a test keeps the two lists equal).
@@ -39,6 +41,16 @@ class ModelConfig:
     # widths stop growing so that 256-512 px stay trainable
     max_mult: int = setting(8, "widths stop growing at ngf (ndf) times this")
     d_dropout: float = setting(0.0, "dropout probability after each of D's blocks")
+    conditional: bool = setting(False, "class-conditional G and D, classes from the data's labels")
+    cond_g: str = setting(
+        "cbn", "how G takes the class: cbn (per-class BatchNorm scale and shift) or concat (to z)"
+    )
+    cond_d: str = setting(
+        "projection", "how D takes the class: projection (added to the logit) or concat (as maps)"
+    )
+    num_classes: int = setting(
+        0, "classes of a conditional model (0: the dataset's count, recorded in the run)"
+    )
 
 
 @dataclass
@@ -200,6 +212,19 @@ def to_dict(cfg: Config) -> dict[str, Any]:
         name: {k: plain(v) for k, v in dataclasses.asdict(sec).items()}
         for name, sec in sections(cfg).items()
     }
+
+
+CONDITIONAL_FIELDS = ("conditional", "cond_g", "cond_d", "num_classes")
+
+
+def model_dict(cfg: ModelConfig) -> dict[str, Any]:
+    """A ModelConfig as a plain dict for exports: the conditional fields only for a conditional
+    model, so an unconditional export is byte for byte what it was before they existed."""
+    out = dataclasses.asdict(cfg)
+    if not cfg.conditional:
+        for name in CONDITIONAL_FIELDS:
+            out.pop(name)
+    return out
 
 
 def diff(old: Config, new: Config) -> list[tuple[str, Any, Any]]:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from safetensors.torch import load, save
 
-from dcgan.config import Z_DISTRIBUTIONS, ModelConfig, from_dict
+from dcgan.config import Z_DISTRIBUTIONS, ModelConfig, from_dict, model_dict
 from dcgan.errors import CheckpointError, ConfigError, brief
 from dcgan.fsio import atomic_write, check_stored_zip
 from dcgan.nn.models import Generator
@@ -230,7 +230,7 @@ def export_generator(
 ) -> Path:
     """Write `{name}.safetensors` and `{name}.json` (model config) into `run_dir`."""
     run_dir = Path(run_dir)
-    model = vars(generator.cfg).copy()
+    model = model_dict(generator.cfg)
     meta = {"format_version": FORMAT_VERSION, "model": model, **(extra or {})}
     atomic_write(run_dir / f"{name}.json", lambda f: f.write(json.dumps(meta, indent=2).encode()))
     settings = _export_settings(model, meta.get("z_dist", "normal"))
@@ -250,10 +250,10 @@ def load_export(path: str | Path) -> tuple[Generator, dict[str, Any]]:
             f"no generator export at {path}: expected {weights.name} and {meta_path.name}"
         )
     meta = read_export_meta(meta_path)
-    settings = _export_settings(vars(meta["model"]), meta["z_dist"])
+    settings = _export_settings(model_dict(meta["model"]), meta["z_dist"])
     generator = Generator(meta["model"])
     load_into(generator, load_weights(weights, settings, EXPORT_FIX), weights)
-    return generator, {**meta, "model": vars(meta["model"])}
+    return generator, {**meta, "model": model_dict(meta["model"])}
 
 
 def read_export_meta(path: Path) -> dict[str, Any]:
