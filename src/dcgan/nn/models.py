@@ -1,6 +1,13 @@
 """The DCGAN generator and discriminator (Radford et al. 2015), sized from a ModelConfig.
 
 Both are plain modules: no losses, optimisers or devices inside. D returns logits.
+
+A conditional ModelConfig (`conditional`, `num_classes`) makes both take int64 class labels (B,):
+- G, cond_g "cbn": every BatchNorm2d becomes a ConditionalBatchNorm2d (per-class scale and shift);
+  "concat": a learned label embedding of concat_dim(nz) = min(nz, 50) values is appended to z.
+- D, cond_d "projection" (Miyato & Koyama 2018): logit += <embed(y), sum over 4x4 of h>;
+  "concat": one-hot label maps (B, num_classes, S, S) are extra input channels.
+An unconditional config builds exactly the modules, state dict and init it always did.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ import torch
 from torch import nn
 
 from dcgan.config import ModelConfig
+from dcgan.errors import ConfigError
 from dcgan.nn.kernels import Conv2d, ConvTranspose2d
 
 
@@ -24,43 +32,154 @@ def _widths(base: int, cfg: ModelConfig) -> list[int]:
     return [base * min(2 ** (n - 1 - i), cfg.max_mult) for i in range(n)]
 
 
+def concat_dim(nz: int) -> int:
+    """Length of G's label embedding under cond_g "concat": min(nz, 50). 50 values separate
+    even 100 classes comfortably, and capping at nz keeps the label from outweighing z."""
+    return min(nz, 50)
+
+
+class ClassEmbedding(nn.Embedding):
+    """A (num_classes, dim) table of per-class vectors; `init_weights` draws it from
+    N(mean, std), so each use states its own init (std 0 gives the constant `mean`)."""
+
+    def __init__(self, num_classes: int, dim: int, mean: float = 0.0, std: float = 0.02):
+        super().__init__(num_classes, dim)
+        self.init_mean, self.init_std = mean, std
+
+
+class ConditionalBatchNorm2d(nn.Module):
+    """BatchNorm2d whose scale and shift are looked up per class (de Vries et al. 2017).
+
+    x (B, C, H, W), labels (B,) -> (B, C, H, W). Normalisation and running statistics are
+    BatchNorm2d(affine=False)'s (`bn`), so eval mode, EMA copies and BatchNorm recalibration
+    treat it as any BatchNorm; `scale` and `shift` are (num_classes, C) tables, initialised
+    like the paper's BatchNorm weight, N(1, 0.02), and bias, 0.
+    """
+
+    def __init__(self, channels: int, num_classes: int):
+        super().__init__()
+        self.bn = nn.BatchNorm2d(channels, affine=False)
+        self.scale = ClassEmbedding(num_classes, channels, mean=1.0, std=0.02)
+        self.shift = ClassEmbedding(num_classes, channels, mean=0.0, std=0.0)
+
+    def forward(self, x: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        x = self.bn(x)
+        # In x's dtype: under bf16 autocast fp32 tables would promote the activation to fp32.
+        scale = self.scale(labels).to(x.dtype)[:, :, None, None]
+        shift = self.shift(labels).to(x.dtype)[:, :, None, None]
+        return torch.addcmul(shift, x, scale)  # one pass; keeps x's channels-last layout
+
+
+def check_labels(cfg: ModelConfig, labels: torch.Tensor | None, batch: int) -> None:
+    """Raise a one-line ValueError unless `labels` suit a batch of `batch` for `cfg`'s model:
+    None for an unconditional model, else int64 (batch,) in [0, num_classes)."""
+    k = cfg.num_classes
+    if not cfg.conditional:
+        if labels is not None:
+            raise ValueError("labels: given, but the model is not conditional (pass none)")
+        return
+    valid = f"0..{k - 1} (the model's {k} classes)"
+    if labels is None:
+        raise ValueError(f"labels: none given; the model is conditional, pass int64 in {valid}")
+    if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64:
+        kind = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
+        raise ValueError(f"labels: {kind} given, expected a torch.int64 tensor of {valid}")
+    if tuple(labels.shape) != (batch,):
+        raise ValueError(
+            f"labels: shape {tuple(labels.shape)}, expected ({batch},), one per sample"
+        )
+    if batch:
+        lo, hi = (int(v) for v in torch.aminmax(labels))  # one reduction, one sync
+        if lo < 0 or hi >= k:
+            raise ValueError(f"labels: {lo if lo < 0 else hi} is outside {valid}")
+
+
+def _check_config(cfg: ModelConfig) -> None:
+    """A conditional model needs its class count (the trainer sets it from the data)."""
+    if not cfg.conditional:
+        return
+    if cfg.num_classes < 1:
+        raise ConfigError(
+            f"num_classes: {cfg.num_classes}, but a conditional model needs at least 1 class"
+        )
+    if cfg.cond_g not in ("cbn", "concat") or cfg.cond_d not in ("projection", "concat"):
+        raise ConfigError(
+            f"cond_g/cond_d: {cfg.cond_g}/{cfg.cond_d}, expected cbn|concat / projection|concat"
+        )
+
+
 class Generator(nn.Module):
-    """z (B, nz) or (B, nz, 1, 1) -> images (B, channels, image_size, image_size) in [-1, 1]."""
+    """z (B, nz) or (B, nz, 1, 1) [, labels (B,) int64] -> images (B, channels, S, S) in [-1, 1].
+
+    Labels are required by a conditional model and refused by an unconditional one.
+    """
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        _check_config(cfg)
         self.cfg = cfg
+        self.cbn = cfg.conditional and cfg.cond_g == "cbn"
+        concat = cfg.conditional and cfg.cond_g == "concat"
+        # z's label embedding, N(0, 1) like z itself so that neither dominates the first layer
+        self.embed = (
+            ClassEmbedding(cfg.num_classes, concat_dim(cfg.nz), std=1.0) if concat else None
+        )
         widths = _widths(cfg.ngf, cfg)
+        nz_in = cfg.nz + (concat_dim(cfg.nz) if concat else 0)
         layers: list[nn.Module] = [
-            ConvTranspose2d(cfg.nz, widths[0], 4, 1, 0, bias=False),  # 1x1 -> 4x4
-            nn.BatchNorm2d(widths[0]),
+            ConvTranspose2d(nz_in, widths[0], 4, 1, 0, bias=False),  # 1x1 -> 4x4
+            self._norm(widths[0]),
             nn.ReLU(True),
         ]
         for w_in, w_out in pairwise(widths):
             layers += [
                 ConvTranspose2d(w_in, w_out, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(w_out),
+                self._norm(w_out),
                 nn.ReLU(True),
             ]
         layers += [ConvTranspose2d(widths[-1], cfg.channels, 4, 2, 1, bias=False), nn.Tanh()]
         self.main = nn.Sequential(*layers)
         init_weights(self)
 
-    def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.main(z.reshape(z.shape[0], self.cfg.nz, 1, 1))
+    def _norm(self, width: int) -> nn.Module:
+        return (
+            ConditionalBatchNorm2d(width, self.cfg.num_classes)
+            if self.cbn
+            else nn.BatchNorm2d(width)
+        )
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        check_labels(self.cfg, labels, z.shape[0])
+        if labels is None:
+            return self.main(z.reshape(z.shape[0], self.cfg.nz, 1, 1))
+        z = z.reshape(z.shape[0], self.cfg.nz)
+        if self.embed is not None:
+            z = torch.cat([z, self.embed(labels).to(z.dtype)], 1)  # (B, nz + concat_dim)
+        x = z[:, :, None, None]
+        # nn.Sequential passes one argument; the conditional norms also need the labels.
+        for layer in self.main:
+            x = layer(x, labels) if isinstance(layer, ConditionalBatchNorm2d) else layer(x)
+        return x
 
 
 class Discriminator(nn.Module):
-    """images (B, channels, S, S) -> logits (B,); `features` exposes each block's output."""
+    """images (B, channels, S, S) [, labels (B,) int64] -> logits (B,); `forward_features`
+    also returns each block's output. Labels: required if conditional, else refused."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
+        _check_config(cfg)
         self.cfg = cfg
+        self.concat = cfg.conditional and cfg.cond_d == "concat"
         widths = _widths(cfg.ndf, cfg)[::-1]  # ndf at full resolution, widest at 4x4
-        blocks = [self._block(cfg.channels, widths[0], batch_norm=False)]
+        c_in = cfg.channels + (cfg.num_classes if self.concat else 0)  # + one-hot label maps
+        blocks = [self._block(c_in, widths[0], batch_norm=False)]
         blocks += [self._block(a, b, batch_norm=True) for a, b in pairwise(widths)]
         self.blocks = nn.ModuleList(blocks)
         self.head = Conv2d(widths[-1], 1, 4, 1, 0, bias=False)  # 4x4 -> 1x1 logit
+        # Projection: N(0, 0.02) as the head's weights, so both terms start at the same scale.
+        projection = cfg.conditional and cfg.cond_d == "projection"
+        self.embed = ClassEmbedding(cfg.num_classes, widths[-1]) if projection else None
         init_weights(self)
 
     def _block(self, w_in: int, w_out: int, batch_norm: bool) -> nn.Sequential:
@@ -73,32 +192,54 @@ class Discriminator(nn.Module):
             layers.append(nn.Dropout(self.cfg.d_dropout))
         return nn.Sequential(*layers)
 
-    def forward_features(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """x (B, C, S, S) -> (logits (B,), [block outputs (B, C_k, S/2^k, S/2^k)])."""
+    def forward_features(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """x (B, C, S, S), labels (B,) -> (logits (B,), [block outputs (B, C_k, S/2^k, S/2^k)])."""
+        check_labels(self.cfg, labels, x.shape[0])
+        if self.concat:
+            x = torch.cat([x, _one_hot_maps(labels, self.cfg.num_classes, x)], 1)
         feats = []
         for block in self.blocks:
             x = block(x)
             feats.append(x)
-        return self.head(x).flatten(), feats
+        logits = self.head(x).flatten()
+        if self.embed is not None:
+            # <embed(y), sum_ij h_ij>: the class's direction in D's last features, summed in fp32
+            pooled = x.float().sum((2, 3))  # (B, C)
+            logits = logits + (self.embed(labels) * pooled).sum(1)
+        return logits, feats
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_features(x)[0]
+    def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.forward_features(x, labels)[0]
+
+
+def _one_hot_maps(labels: torch.Tensor, num_classes: int, like: torch.Tensor) -> torch.Tensor:
+    """labels (B,) -> (B, num_classes, S, S) constant one-hot planes in `like`'s dtype and size."""
+    one_hot = nn.functional.one_hot(labels, num_classes).to(like.dtype)
+    return one_hot[:, :, None, None].expand(-1, -1, *like.shape[-2:])
 
 
 def init_weights(module: nn.Module) -> None:
-    """The paper's init: convs N(0, 0.02); BatchNorm scale N(1, 0.02), shift 0."""
+    """The paper's init: convs N(0, 0.02); BatchNorm scale N(1, 0.02), shift 0 (also the
+    per-class tables of ConditionalBatchNorm2d); other class tables as each one states."""
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
             nn.init.normal_(m.weight, 0.0, 0.02)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
+        elif isinstance(m, nn.BatchNorm2d) and m.affine:
             nn.init.normal_(m.weight, 1.0, 0.02)
             nn.init.zeros_(m.bias)
+        elif isinstance(m, ClassEmbedding):
+            nn.init.normal_(m.weight, m.init_mean, m.init_std)
 
 
-def layer_table(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str, tuple, int]]:
-    """Run `example` through `model`; one row per leaf layer: (name, type, output shape, params)."""
+def layer_table(
+    model: nn.Module, example: torch.Tensor, labels: torch.Tensor | None = None
+) -> list[tuple[str, str, tuple, int]]:
+    """Run `example` (and `labels`, for a conditional model) through `model`; one row per leaf
+    layer: (name, type, output shape, params)."""
     rows: list[tuple[str, str, tuple, int]] = []
 
     def hook(name: str):
@@ -114,7 +255,7 @@ def layer_table(model: nn.Module, example: torch.Tensor) -> list[tuple[str, str,
     try:
         model.eval()
         with torch.no_grad():
-            model(example)
+            model(example) if labels is None else model(example, labels)
     finally:
         model.train(was_training)
         for h in handles:
@@ -128,9 +269,10 @@ def summary(generator: Generator, discriminator: Discriminator) -> str:
     device = next(generator.parameters()).device
     z = torch.zeros(1, cfg.nz, device=device)
     x = torch.zeros(1, cfg.channels, cfg.image_size, cfg.image_size, device=device)
+    labels = torch.zeros(1, dtype=torch.long, device=device) if cfg.conditional else None
     parts = []
     for title, model, example in (("Generator", generator, z), ("Discriminator", discriminator, x)):
-        parts.append(_format_table(title, layer_table(model, example), example.shape))
+        parts.append(_format_table(title, layer_table(model, example, labels), example.shape))
     return "\n\n".join(parts)
 
 
