@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch first and pinned: a CPU build is served for this version; GPU users keep their own.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test test-fast lint clean
+.PHONY: demo test test-fast test-browser lint clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,10 @@ test: $(VENV)/.installed
 # Everything but the subprocess, kill and torchrun tests (marked slow): the edit-test loop.
 test-fast: $(VENV)/.installed
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The pages checked in headless Chromium (`dcgan report`); skipped where no chromium is found.
+test-browser: $(VENV)/.installed
+	$(BIN)/python -m pytest -q -m browser
 
 # Style, the import contract (pyproject's [tool.importlinter]) and the size limits.
 lint: $(VENV)/.installed

@@ -487,3 +487,24 @@ def write_celeba(directory: str | Path, n: int = 4, as_zip: bool = False, seed: 
         (directory / name).parent.mkdir(exist_ok=True)
         (directory / name).write_bytes(data)
     return directory / "img_align_celeba"
+
+
+# ---------------------------------------------------------------- labelled folders
+
+
+def write_class_folder(
+    directory: str | Path, classes: dict[str, int], damaged: tuple[str, ...] = ()
+) -> Path:
+    """A folder of one sub-folder per class: `classes[name]` solid grey 24x18 PNGs each, whose
+    grey level is 20 * (the class's index in sorted order) + 3 * (image number), so a decoded
+    pixel names its class. `damaged`: relative paths written as bytes no decoder reads."""
+    directory = Path(directory)
+    for index, name in enumerate(sorted(classes)):
+        (directory / name).mkdir(parents=True, exist_ok=True)
+        for i in range(classes[name]):
+            grey = np.full((18, 24), 20 * index + 3 * i, np.uint8)
+            Image.fromarray(grey).save(directory / name / f"img_{i:02d}.png")
+    for rel in damaged:
+        (directory / rel).parent.mkdir(parents=True, exist_ok=True)
+        (directory / rel).write_bytes(b"\x89PNG but truncated")
+    return directory

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,8 @@ from dcgan.run.checkpoint import (
     load_weights,
     save_weights,
 )
-from dcgan.run.sources import read_run_config
-from dcgan.sampling import generate, write_images
+from dcgan.run.sources import load_sampler, read_run_config
+from dcgan.sampling import generate, parse_classes, write_images
 from dcgan.training.loop import TrainResult, train
 
 D_EXPORT = "discriminator.safetensors"
@@ -46,19 +47,28 @@ class DCGAN:
             cfg = validate(merge(base, overrides, "DCGAN()"))
         self.config = cfg
         torch.manual_seed(cfg.train.seed)
-        self.generator = Generator(cfg.model)
-        self.discriminator = Discriminator(cfg.model)
+        # A conditional model's class count comes from its training labels: built by train().
+        self.generator: Generator | None = None
+        self.discriminator: Discriminator | None = None
+        if not cfg.model.conditional or cfg.model.num_classes:
+            self.generator, self.discriminator = Generator(cfg.model), Discriminator(cfg.model)
         self.ema: Generator | None = None  # moving average of G's weights, after training
         self.run_dir: Path | None = None
+        self.class_names: tuple[str, ...] = ()  # a conditional model's, one per class
 
     @property
     def sampler(self) -> Generator:
         """The generator images come from: the moving average of G when there is one."""
+        if self.generator is None:
+            raise ConfigError(
+                "this conditional model has no networks yet: train it first (its class count "
+                "comes from the training labels) or set num_classes"
+            )
         return self.ema if self.ema is not None else self.generator
 
     def summary(self) -> str:
         """Print (and return) each layer's output shape and parameter count for G and D."""
-        text = summary(self.generator, self.discriminator)
+        text = summary(self.sampler, self.discriminator)
         print(text)
         return text
 
@@ -67,10 +77,12 @@ class DCGAN:
         dataset: Any = None,
         epochs: int | None = None,
         steps: int | None = None,
+        labels: Any = None,
         **overrides: Any,
     ) -> TrainResult:
         """Train on `dataset`: a dataset name, images (N, C, H, W) uint8 or float in [-1, 1], or
-        None for the configured dataset. Writes a run directory like `dcgan train`."""
+        None for the configured dataset; `labels` (N,) int are given images' classes for a
+        conditional model. Writes a run directory like `dcgan train`."""
         changes = dict(overrides)
         if isinstance(dataset, str):
             changes["dataset"], dataset = dataset, None
@@ -79,21 +91,27 @@ class DCGAN:
         if steps is not None:
             changes["steps"] = steps
         self.config = validate(merge(self.config, changes, "DCGAN.train()"))
-        result = train(self.config, dataset, models=(self.generator, self.discriminator))
+        models = None if self.generator is None else (self.generator, self.discriminator)
+        result = train(self.config, dataset, models=models, labels=labels)
         self.generator, self.discriminator, self.run_dir = (
             result.generator,
             result.discriminator,
             result.run_dir,
         )
-        self.ema = result.ema
+        self.config = replace(self.config, model=result.generator.cfg)  # with its class count
+        self.ema, self.class_names = result.ema, result.class_names
         return result
 
     def save(self, directory: str | Path) -> Path:
-        """Write config.yaml, the generator export and D's weights into `directory`."""
+        """Write config.yaml, the generator export (with its model card README.md, from the
+        figures of the run it was trained in) and D's weights into `directory`."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         rundir.write_config(directory, self.config)
-        export_generator(self.sampler, directory, {"z_dist": self.config.train.z_dist})
+        meta: dict[str, Any] = {"z_dist": self.config.train.z_dist}
+        if self.class_names:
+            meta["class_names"] = list(self.class_names)
+        export_generator(self.sampler, directory, meta, run=self.run_dir)  # + its model card
         save_weights(self.discriminator, directory / D_EXPORT)
         return directory
 
@@ -102,6 +120,8 @@ class DCGAN:
         """Rebuild from `save()` output or a run directory (export, else latest checkpoint)."""
         directory = Path(directory)
         gan = cls(read_run_config(directory))
+        if gan.config.model.conditional:
+            gan.class_names = load_sampler(directory).class_names
         latest = rundir.latest_checkpoint(directory)
         has_export = (directory / EXPORT_NAME).is_file()
         if has_export and (directory / D_EXPORT).is_file():
@@ -124,19 +144,38 @@ class DCGAN:
         return gan
 
     def generate_images(
-        self, count: int, save_dir: str | Path, seed: int = 0, batch_size: int = 64
+        self,
+        count: int,
+        save_dir: str | Path,
+        seed: int = 0,
+        batch_size: int = 64,
+        label: int | str | None = None,
     ) -> list[Path]:
-        """Write images 0..count-1 of `seed` as PNGs into `save_dir`; return their paths."""
+        """Write images 0..count-1 of `seed` as PNGs into `save_dir`; return their paths.
+        label: a conditional model's class (number or name) for all of them; by default image
+        i is class i mod K."""
         if count < 1:
             raise ConfigError(f"count: {count} must be at least 1")
-        return write_images(
-            self.sampler, count, save_dir, seed, batch_size, self.config.train.z_dist
-        )
+        classes = None if label is None else self._classes(label)
+        dist = self.config.train.z_dist
+        return write_images(self.sampler, count, save_dir, seed, batch_size, dist, classes=classes)
 
-    def generate_image(self, seed: int = 0, index: int = 0) -> torch.Tensor:
-        """Image `index` of `seed` as a float tensor (C, S, S) in [0, 1]."""
-        _, images = next(generate(self.sampler, [index], seed, 1, self.config.train.z_dist))
+    def generate_image(
+        self, seed: int = 0, index: int = 0, label: int | str | None = None
+    ) -> torch.Tensor:
+        """Image `index` of `seed` (of class `label` for a conditional model) as a float tensor
+        (C, S, S) in [0, 1]."""
+        sampler, dist = self.sampler, self.config.train.z_dist
+        labels = None
+        if sampler.cfg.conditional:
+            labels = self._classes(label if label is not None else index % sampler.cfg.num_classes)
+        elif label is not None:
+            self._classes(label)  # the one-line error for an unconditional model
+        _, images = next(generate(sampler, [index], seed, 1, dist, labels))
         return images[0].float() / 255.0
+
+    def _classes(self, label: int | str) -> list[int]:
+        return parse_classes(str(label), self.sampler.cfg.num_classes, self.class_names)
 
     # --- latent space: the same functions as `dcgan interpolate`, `arithmetic`, `walk`, `sweep`
 

@@ -20,6 +20,7 @@ STREAM_FLIPS = 3  # which images of real batch b are mirrored (--flip)
 STREAM_BN_RECALIBRATION = 4  # z that re-estimates the moving average's BatchNorm statistics
 STREAM_PROCESSES = 5  # each torchrun process's own torch RNG (dropout)
 STREAM_AUGMENT = 6  # the augmentation of D's inputs: per (step, slot) of the step
+STREAM_FAKE_LABELS = 7  # the classes of a conditional run's fakes: per (step, slot) of the step
 STREAM_PROBE_DRAWS = 100  # the linear probe's labelled draws
 STREAM_PROBE_SPLIT = 101  # the probe's fixed test split on datasets without one
 STREAM_VARIATIONS = 200  # `dcgan arithmetic`'s noise for variation k of its result

@@ -280,4 +280,5 @@ def test_probe_cli_compares_trained_and_random_d(tiny_config: Config, tmp_path: 
         assert 0.1 < record[name]["accuracy_mean"] <= 1.0 and len(record[name]["accuracies"]) == 2
     logged = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
     assert logged["command"] == "probe"
-    assert main(["probe", str(run), "--dataset", "fake"]) == 2
+    unlabelled = ["--dataset", "celeba", "--data-root", str(tmp_path)]
+    assert main(["probe", str(run), *unlabelled]) == 2

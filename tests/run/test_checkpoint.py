@@ -108,5 +108,5 @@ def test_fields_added_since_the_old_file_have_defaults_and_the_rest_is_what_it_h
     fields = Checkpoint.__dataclass_fields__
     assert set(raw) - {"format_version"} <= set(fields)
     added = set(fields) - set(raw)
-    assert added == {"augment_p", "ada_signal"}
+    assert added == {"augment_p", "ada_signal", "class_names"}
     assert all(fields[name].default is None for name in added)

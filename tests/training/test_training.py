@@ -12,6 +12,7 @@ from dcgan.config import Config, merge
 from dcgan.errors import ConfigError
 from dcgan.run.checkpoint import load_checkpoint
 from dcgan.run.rundir import latest_checkpoint
+from dcgan.run.tensorboard import Board
 from dcgan.training.loop import train
 
 STAT_FIELDS = {
@@ -95,7 +96,7 @@ def test_preview_does_not_touch_batchnorm_statistics(tiny_config: Config) -> Non
 
     state = build_state(tiny_config, torch.device("cpu"))
     before = {k: v.clone() for k, v in state.generator.state_dict().items()}
-    ctx = SimpleNamespace(run_dir=Path(tiny_config.output.out), cfg=tiny_config)
+    ctx = SimpleNamespace(run_dir=Path(tiny_config.output.out), cfg=tiny_config, board=Board())
     write_sample(ctx, state)
     after = state.generator.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)

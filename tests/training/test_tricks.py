@@ -245,7 +245,9 @@ def test_training_noise_follows_z_dist(tiny_config: Config) -> None:
         # and it is what G is fed in a real step, and what the previews use
         calls: list[torch.Tensor] = []
         g = state.runners.g
-        state.runners = state.runners._replace(g=lambda z, g=g, c=calls: c.append(z) or g(z))
+        state.runners = state.runners._replace(
+            g=lambda z, y=None, g=g, c=calls: c.append(z) or g(z, y)
+        )
         train_step(state, reals, NS, FP32, cfg)
         fed[dist] = [*calls, state.fixed_z]
     assert len(fed["uniform"]) == 3  # one D update, a second G update, the previews
@@ -261,8 +263,8 @@ def spy_g_update(state: TrainState) -> tuple[list, list, GANLoss]:
     adversarial, outputs = [], []
     frozen = state.runners.d_frozen
 
-    def d_frozen(x):
-        out = frozen(x)
+    def d_frozen(x, labels=None):
+        out = frozen(x, labels)
         outputs.append(out)
         return out
 

@@ -12,11 +12,11 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from dcgan.cli import datasets, generating, latent, measuring, training
+from dcgan.cli import datasets, exporting, generating, latent, measuring, runs, training
 from dcgan.cli.common import Parser, os_error_line
 from dcgan.errors import CheckpointError, ConfigError, Diverged, Recovered
 
-GROUPS = (training, generating, latent, datasets, measuring)
+GROUPS = (training, generating, latent, datasets, measuring, exporting, runs)
 
 
 def build_parser() -> Parser:

@@ -145,11 +145,15 @@ def os_error_line(e: OSError) -> str:
 
 
 def report(command: str, source: Path, record: dict[str, Any], fmt, json_path) -> int:
-    """Print a result, write its JSON (when asked) and append it to the run's metrics.jsonl."""
+    """Print a result, write its JSON (when asked) and append it to the run's metrics.jsonl
+    (and refresh the run's model card)."""
     record = {"command": command, "source": str(source), **record}
     print(fmt(record))
     if json_path is not None:
         atomic_write_text(json_path, json.dumps(record, indent=1) + "\n")
     if source.is_dir() and (source / CONFIG_FILE).is_file():
         append_jsonl(source / METRICS_FILE, record)
+        from dcgan.run.card import refresh_card
+
+        refresh_card(source)  # the model card beside its export shows the new figures
     return 0

@@ -22,14 +22,21 @@ def generate_arguments(g: argparse.ArgumentParser) -> None:
         action="store_true",
         help="print each image's index above its cell of the grid",
     )
+    g.add_argument(
+        "--class",
+        dest="classes",
+        metavar="CLASS",
+        help="conditional models: a class (7 or a name such as cat), a list (3,5) or all; "
+        "image i of every class comes from the same z (default: image i is class i mod K)",
+    )
     g.add_argument("--seed", type=int, default=0, help="image i comes from (seed, i)")
     g.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
 
 
 def run_generate(ns: argparse.Namespace) -> int:
-    from dcgan.run.sources import load_generator
-    from dcgan.sampling import write_images
+    from dcgan.run.sources import load_sampler
+    from dcgan.sampling import parse_classes, write_images
 
     positive(num=ns.num, batch_size=ns.batch_size)
     if ns.seed < 0:
@@ -38,10 +45,22 @@ def run_generate(ns: argparse.Namespace) -> int:
         raise ConfigError("--index-labels: labels go on the grid; give --grid FILE.png too")
     check_output("--out", ns.out, directory=True)
     check_output("--grid", ns.grid)
-    generator, z_dist = load_generator(ns.source)
+    generator, z_dist, names = load_sampler(ns.source)
+    classes = None
+    if ns.classes is not None:
+        classes = parse_classes(ns.classes, generator.cfg.num_classes, names)
     generator.to(pick_device(ns.device))
     paths = write_images(
-        generator, ns.num, ns.out, ns.seed, ns.batch_size, z_dist, ns.grid, ns.index_labels
+        generator,
+        ns.num,
+        ns.out,
+        ns.seed,
+        ns.batch_size,
+        z_dist,
+        ns.grid,
+        ns.index_labels,
+        classes,
+        names,
     )
     grid = f" and a grid to {ns.grid}" if ns.grid else ""
     print(f"wrote {len(paths)} images to {ns.out}{grid}")

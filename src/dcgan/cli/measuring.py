@@ -24,13 +24,19 @@ def evaluate_arguments(e: argparse.ArgumentParser) -> None:
     data_flags(e)
     e.add_argument("--num-samples", type=int, default=10_000, help="generated images (N)")
     e.add_argument("--num-real", type=int, help="real images in the reference (default: N)")
-    e.add_argument("--metrics", default="fid,kid,pr", help="comma-separated: fid,kid,pr")
+    e.add_argument(
+        "--metrics",
+        default="fid,kid,pr",
+        help="comma-separated: fid,kid,pr; conditional models also ifid (FID within each class) "
+        "and accuracy (a classifier fitted on real labelled images names the generated class)",
+    )
     e.add_argument("--ref-stats", type=Path, help="reference file from `dcgan ref-stats`")
     e.add_argument("--json", type=Path, help="also write the results to this file")
     seed_device_flags(e)
 
 
 def run_evaluate(ns: argparse.Namespace) -> int:
+    from dcgan.evaluation.conditional import CLASS_METRICS, labelled_reference
     from dcgan.evaluation.evaluate import check_counts, evaluate, format_table, parse_metrics
     from dcgan.evaluation.features import InceptionFeatures
     from dcgan.evaluation.reference import load_reference, reference_features
@@ -45,6 +51,12 @@ def run_evaluate(ns: argparse.Namespace) -> int:
     check_output("--json", ns.json)
     cfg = run_config(ns.source)
     generator, z_dist = load_generator(ns.source)
+    wanted = [m for m in metrics if m in CLASS_METRICS]
+    if wanted and not generator.cfg.conditional:
+        raise ConfigError(
+            f"--metrics: {','.join(wanted)} score a conditional model's classes; "
+            f"{ns.source} was trained without --conditional"
+        )
     device = pick_device(ns.device)
     ref = None
     if ns.ref_stats is not None:  # read first: a damaged file stops before the network loads
@@ -57,8 +69,14 @@ def run_evaluate(ns: argparse.Namespace) -> int:
         data = data_config(ns, cfg)
         count = ns.num_real or ns.num_samples
         ref = reference_features(extractor, data, size, channels, ns.reference, count)
+    labelled = None
+    if set(metrics) & set(CLASS_METRICS):
+        size, channels = generator.cfg.image_size, generator.cfg.channels
+        count = ns.num_real or ns.num_samples
+        data = data_config(ns, cfg)
+        labelled = labelled_reference(extractor, data, size, channels, ns.reference, count)
     record = evaluate(
-        generator.to(device), z_dist, ref, extractor, ns.num_samples, metrics, ns.seed
+        generator.to(device), z_dist, ref, extractor, ns.num_samples, metrics, ns.seed, labelled
     )
     return report("evaluate", ns.source, record, format_table, ns.json)
 

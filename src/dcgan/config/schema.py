@@ -156,6 +156,9 @@ class OutputConfig:
         "auto",
         "real images for FID: auto (held-out if any, else train), holdout, train, test or all",
     )
+    tensorboard: bool = setting(
+        False, "also log stats, FID, preview grids and settings to RUN/tensorboard/"
+    )
 
 
 @dataclass
@@ -174,6 +177,7 @@ RESUMABLE_FIELDS = frozenset(
     {"epochs", "steps", "device", "out", "log_every", "sample_every", "checkpoint_every"}
     | {"precision", "compile", "sync_bn", "on_nan", "max_rollbacks", "rollback_lr_factor"}
     | {"data_root", "cache_dir", "workers", "eval_every", "eval_samples", "eval_reference"}
+    | {"tensorboard"}
 )
 
 

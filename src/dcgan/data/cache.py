@@ -5,7 +5,8 @@ modification time), the split and classes, the image size and channels, and the 
 version. It is written under a temporary name and renamed, so a crash never leaves a
 half-written cache that a later run would trust, and its description holds its shape and CRC-32,
 checked at every use: a damaged cache is decoded again. Unreadable image files are skipped; their
-names and reasons are kept beside the cache so every run can report them.
+names and reasons are kept beside the cache so every run can report them. Class labels, when
+asked for, are cached beside the images under the same name (`.labels.npy`), checked the same way.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import os
 import time
 import warnings
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from multiprocessing import get_context
@@ -32,6 +33,7 @@ from dcgan.data.catalogue import Found
 from dcgan.data.transforms import convert_channels, fit_square
 from dcgan.errors import DataError, Recovered, brief
 from dcgan.fsio import atomic_write_text
+from dcgan.progress import bar
 
 # Bump when decoding changes the pixels it produces, so old caches are not reused.
 DECODER_VERSION = 1
@@ -71,13 +73,18 @@ def cache_key(cfg: DataConfig, found: Found, size: int, channels: int) -> str:
     return h.hexdigest()[:20]
 
 
+def cache_path(cfg: DataConfig, found: Found, size: int, channels: int) -> Path:
+    """Where the decoded images of `found` at (size, channels) are cached: a `.npy` file."""
+    key = cache_key(cfg, found, size, channels)
+    return cache_root(cfg) / f"{cfg.dataset}-{size}px-{channels}ch-{key}.npy"
+
+
 def load_or_decode(cfg: DataConfig, found: Found, size: int, channels: int) -> Decoded:
     """The cached decode of `found` at (size, channels), decoding and caching it on a miss. A
     cache whose file or description is damaged (checked against its CRC-32 every time) is
     decoded again, never trusted: a `Recovered` warning says so."""
     start = time.perf_counter()
-    key = cache_key(cfg, found, size, channels)
-    path = cache_root(cfg) / f"{cfg.dataset}-{size}px-{channels}ch-{key}.npy"
+    path = cache_path(cfg, found, size, channels)
     meta_path = path.with_suffix(".json")
     damage = None
     if path.is_file() and meta_path.is_file():
@@ -190,7 +197,9 @@ def write_encoded(
     total = sum(len(g.keys) for g in groups)
     np.lib.format.open_memmap(out, mode="w+", dtype=np.uint8, shape=(total, channels, size, size))
     tasks = decode.make_tasks(out, groups, size, channels, found.crop, _TASK_SIZE)
-    failed = sorted(f for part in run_tasks(tasks, worker_count(cfg, total)) for f in part)
+    parts = run_tasks(tasks, worker_count(cfg, total))
+    parts = bar(parts, total=len(tasks), desc=f"decoding {total} images", unit="chunk")
+    failed = sorted(f for part in parts for f in part)
     labels = [groups[g].label(k) for g, k in (it for t in tasks for it in t.items)]
     skipped = [(labels[row], reason) for row, reason in failed]
     check_bad_fraction(cfg, found, skipped, total)
@@ -215,12 +224,13 @@ def run_tasks(tasks: list[decode.Task], workers: int) -> Iterator[list[tuple[int
     not re-import the user's main script.
     """
     if workers == 0:
-        return map(decode.run_task, tasks)
+        yield from map(decode.run_task, tasks)
+        return
     ctx = get_context("forkserver")
     ctx.set_forkserver_preload(["dcgan.data.decode"])
     pool = ProcessPoolExecutor(workers, mp_context=ctx)
     with pool:
-        return iter(list(pool.map(decode.run_task, tasks)))
+        yield from pool.map(decode.run_task, tasks)  # as each finishes, for the progress bar
 
 
 def check_bad_fraction(
@@ -254,3 +264,58 @@ def compact(path: Path, drop: set[int]) -> None:
     dst.flush()
     del src, dst
     os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------- class labels
+
+# Reads a dataset's labels from its source files: int64 (N,) and the class names.
+LabelReader = Callable[[], tuple[np.ndarray, tuple[str, ...]]]
+
+
+def load_or_read_labels(images: Path, read: LabelReader) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The class labels cached beside the decoded images `images` (so under the same key: the
+    same source files), read with `read` and cached on a miss: int64 (N,) and class names.
+
+    Like the images, the `.labels.npy` is written atomically and checked against the CRC-32 in
+    its description at every use; a damaged one is read again (a `Recovered` warning says so).
+    """
+    path = images.with_name(f"{images.stem}.labels.npy")
+    meta_path = path.with_suffix(".json")
+    if path.is_file() and meta_path.is_file():
+        try:
+            return open_cached_labels(path, meta_path)
+        except ValueError as e:
+            damage = f"class-label cache {path}: {brief(e)}; reading the labels again"
+            warnings.warn(damage, Recovered, 2)
+    values, names = read()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
+    try:
+        np.save(tmp, np.asarray(values, np.int64))
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    meta = {"count": len(values), "class_names": list(names), "crc32": file_crc32(path)}
+    atomic_write_text(meta_path, json.dumps({**meta, "meta_crc32": _meta_crc32(meta)}, indent=1))
+    return values, tuple(names)
+
+
+def open_cached_labels(path: Path, meta_path: Path) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Cached labels int64 (N,) and class names; ValueError when either file is damaged."""
+    try:
+        meta = json.loads(meta_path.read_bytes())
+        count, crc, own = meta["count"], meta["crc32"], meta.pop("meta_crc32")
+        names = tuple(str(n) for n in meta["class_names"])
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as e:
+        raise ValueError(f"{meta_path.name} is damaged ({brief(e)})") from None
+    if own != _meta_crc32(meta):
+        raise ValueError(f"{meta_path.name} does not match its CRC-32 (the file is damaged)")
+    if file_crc32(path) != crc:
+        raise ValueError("its labels do not match their CRC-32 (the file is damaged)")
+    try:
+        values = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError, SyntaxError) as e:
+        raise ValueError(f"not a readable .npy file ({brief(e)})") from None
+    if values.dtype != np.int64 or values.shape != (count,):
+        raise ValueError(f"holds {values.dtype} {values.shape}, not int64 ({count},)")
+    return values, names

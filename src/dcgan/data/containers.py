@@ -220,6 +220,134 @@ def read_npz(path: PathLike) -> np.ndarray:
     return to_uint8_array(x, path)
 
 
+# ---------------------------------------------------------------- class labels
+
+# What a labels reader returns: int64 labels (N,), and the class names ((): "0".."max").
+ClassLabels = tuple[np.ndarray, tuple[str, ...]]
+
+
+def class_values(values: np.ndarray, count: int, where: object) -> ClassLabels:
+    """Class indices (N,) or one-hot rows (N, K) as int64 (N,) checked against `count` images;
+    one-hot rows also give K names "0".."K-1", so a class absent from the data still counts."""
+    a = np.asarray(values)
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.dtype.kind not in "uibf" or a.ndim not in (1, 2):
+        raise DataError(f"{where}: labels of {a.dtype} {a.shape}; expected integers (N,)")
+    if len(a) != count:
+        raise DataError(f"{where}: {len(a)} labels for {count} images; give one label per image")
+    names: tuple[str, ...] = ()
+    if a.ndim == 2:  # one-hot, as DCGAN-tensorflow's data.hy stores them
+        if not (np.isin(a, (0, 1)).all() and (a.sum(axis=1) == 1).all()):
+            raise DataError(f"{where}: labels {a.shape} are not one-hot rows; store class indices")
+        a, names = a.argmax(axis=1), tuple(str(i) for i in range(a.shape[1]))
+    if a.size and a.min() < 0:
+        raise DataError(f"{where}: class label {a.min()} is negative; use 0..K-1")
+    if a.dtype.kind == "f" and (a != np.round(a)).any():
+        raise DataError(f"{where}: labels {a.dtype} hold fractions; store class indices 0..K-1")
+    return a.astype(np.int64), names
+
+
+def string_names(values: object, where: object) -> tuple[str, ...]:
+    """A 1-D array of strings (str or bytes, as NumPy and h5py store them) as a tuple."""
+    a = np.asarray(values)
+    if a.ndim != 1 or a.dtype.kind not in "USO":
+        raise DataError(f"{where}: class_names of {a.dtype} {a.shape}; expected strings (K,)")
+    return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in a.tolist())
+
+
+def _npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The shape of every array in an .npz, read from the .npy headers without the data."""
+    shapes = {}
+    with zipfile.ZipFile(path) as zf:
+        for name in zf.namelist():
+            with zf.open(name) as f:
+                fmt = np.lib.format
+                v1 = fmt.read_magic(f) == (1, 0)
+                shape = (fmt.read_array_header_1_0 if v1 else fmt.read_array_header_2_0)(f)[0]
+            shapes[name.removesuffix(".npy")] = shape
+    return shapes
+
+
+def _npz_image_count(shapes: dict[str, tuple[int, ...]], path: Path) -> int:
+    """How many images `read_npz` finds: the same key choice, from the shapes alone."""
+    keys = [k for k in NPZ_KEYS if k in shapes] or [
+        k for k, s in shapes.items() if len(s) in (3, 4)
+    ]
+    if not keys or (keys[0] not in NPZ_KEYS and len(keys) > 1):
+        raise DataError(f"{path}: cannot tell which array holds the images; save them as 'images'")
+    return shapes[keys[0]][0]
+
+
+def read_npz_labels(path: PathLike) -> ClassLabels | None:
+    """The `labels` array (N,) of an .npz, with its `class_names` (K,) strings if present.
+
+    None for a bare .npy or an .npz without `labels`. Returns int64 (N,), names."""
+    path = existing(path, ".npz file", file=True)
+    if _head(path, 4) != b"PK\x03\x04":
+        return None
+    try:
+        shapes = _npz_shapes(path)
+        if "labels" not in shapes:
+            return None
+        with np.load(path, allow_pickle=False) as npz:
+            labels = _npz_array(npz, "labels", path)
+            names = _npz_array(npz, "class_names", path) if "class_names" in shapes else None
+    except DataError:
+        raise
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
+        raise DataError(
+            f"{path}: unreadable labels ({why(exc)}); save them with numpy.savez"
+        ) from None
+    values, one_hot = class_values(labels, _npz_image_count(shapes, path), path)
+    return values, (string_names(names, path) if names is not None else one_hot)
+
+
+def _h5_id_labels(f, path: Path, ids: list[str]) -> np.ndarray | None:
+    """Each id's `label` (a class index or a one-hot row); None when no id has one."""
+    h5py = optional("h5py", "h5py", path)
+    # Read before the images, so a malformed entry must fail here as it would there: one line.
+    groups = [f.get(ident) for ident in ids]
+    found = [g.get("label") if isinstance(g, h5py.Group) else None for g in groups]
+    found = [d if isinstance(d, h5py.Dataset) else None for d in found]
+    if all(d is None for d in found):
+        return None
+    for ident, d in zip(ids, found, strict=True):
+        if d is None:
+            raise DataError(f"{path}: id {ident!r} has no 'label'; give every entry one or none")
+    rows = [np.asarray(_h5_read(d, (), path)).reshape(-1) for d in found]
+    if len({r.shape for r in rows}) > 1:
+        raise DataError(f"{path}: the entries' labels differ in shape; give each one class index")
+    return np.stack(rows)
+
+
+def read_hdf5_labels(path: PathLike, ids_path: PathLike | None = None) -> ClassLabels | None:
+    """The labels of `read_hdf5(path, ids_path)`'s images, row for row, and the class names.
+
+    Per-id layout: each group's `label`, a class index or a one-hot row (K,); `images` layout:
+    a top-level `labels` (N,) or (N, K). Names: a top-level `class_names` (K,) of strings if
+    present. None when the file has no labels. Returns int64 (N,), names.
+    """
+    path = existing(path, "HDF5 file")
+    ids_path = Path(ids_path) if ids_path is not None else path.with_name("id.txt")
+    h5py = optional("h5py", "h5py", path)
+    with _h5_open(path) as f:
+        if isinstance(f.get("images"), h5py.Dataset):
+            plain = f.get("labels")
+            raw = _h5_read(plain, (), path) if isinstance(plain, h5py.Dataset) else None
+            count = f["images"].shape[0]
+        else:
+            ids = _read_ids_file(ids_path) if ids_path.is_file() else []
+            raw, count = _h5_id_labels(f, path, ids), len(ids)
+        names = f.get("class_names")
+        if isinstance(names, h5py.Dataset):
+            names = string_names(_h5_read(names, (), path), path)
+    if raw is None:
+        return None
+    values, one_hot = class_values(raw, count, path)
+    return values, names if isinstance(names, tuple) else one_hot
+
+
 # ---------------------------------------------------------------- LSUN LMDB
 
 # Environments opened by this process, by path. A forked worker must not use its parent's

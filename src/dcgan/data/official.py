@@ -39,6 +39,7 @@ CIFAR = {
         "train": tuple(f"data_batch_{i}" for i in range(1, 6)),
         "test": ("test_batch",),
         "labels": (b"labels", 10),  # the batch key of the class labels, and the class count
+        "meta": ("batches.meta", b"label_names"),  # the file naming the classes, and its key
     },
     "cifar100": {
         "archive": "cifar-100-python.tar.gz",
@@ -46,8 +47,13 @@ CIFAR = {
         "train": ("train",),
         "test": ("test",),
         "labels": (b"fine_labels", 100),
+        "meta": ("meta", b"fine_label_names"),
     },
 }
+# Used when an extracted folder lacks batches.meta; CIFAR-100 falls back to "0".."99".
+CIFAR10_NAMES = (
+    "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
+)  # fmt: skip
 
 
 # ---------------------------------------------------------------- MNIST / Fashion-MNIST IDX
@@ -131,15 +137,19 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"refusing to load global {module}.{name}") from None
 
 
-def _load_batch(raw: bytes, where: str) -> tuple[dict, np.ndarray]:
-    """One CIFAR batch file as (its dict, its 'data' rows (n, 3072)), both checked."""
+def _unpickle(raw: bytes, where: str) -> object:
     try:
-        batch = _RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
+        return _RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except Exception as exc:  # any malformed pickle: truncation, bad opcodes, refused globals
         raise DataError(
             f"{where}: not a CIFAR batch pickle ({why(exc)}); use the official python "
             f"version from {CIFAR_URL}"
         ) from None
+
+
+def _load_batch(raw: bytes, where: str) -> tuple[dict, np.ndarray]:
+    """One CIFAR batch file as (its dict, its 'data' rows (n, 3072)), both checked."""
+    batch = _unpickle(raw, where)
     data = batch.get(b"data", batch.get("data")) if isinstance(batch, dict) else None
     if not (isinstance(data, np.ndarray) and data.ndim == 2 and data.shape[1] == 3072):
         raise DataError(
@@ -191,8 +201,13 @@ def _open_tar(path: Path, spec: dict) -> tarfile.TarFile:
 
 
 def _cifar_from_tar(
-    path: Path, spec: dict, names: Sequence[str], parse: BatchParser = _unpickle_batch
+    path: Path,
+    spec: dict,
+    names: Sequence[str],
+    parse: BatchParser = _unpickle_batch,
+    optional: Sequence[str] = (),
 ) -> dict[str, np.ndarray]:
+    """The parsed members `names` (all required) and `optional` (read when present)."""
     found: dict[str, np.ndarray] = {}
     seen: set[str] = set()
     with _open_tar(path, spec) as tar:
@@ -201,7 +216,8 @@ def _cifar_from_tar(
             for member in tar:
                 base = member.name.rsplit("/", 1)[-1]
                 seen.add(base)
-                if member.isfile() and base in names and base not in found:
+                wanted = base in names or base in optional
+                if member.isfile() and wanted and base not in found:
                     raw = tar.extractfile(member).read()
                     found[base] = parse(raw, f"{path}:{member.name}")
             # Read on to the end of the stream: only there does gzip (bz2, xz) check its CRC,
@@ -223,7 +239,11 @@ def _cifar_from_tar(
 
 
 def _cifar_from_dir(
-    path: Path, spec: dict, names: Sequence[str], parse: BatchParser = _unpickle_batch
+    path: Path,
+    spec: dict,
+    names: Sequence[str],
+    parse: BatchParser = _unpickle_batch,
+    optional: Sequence[str] = (),
 ) -> dict[str, np.ndarray]:
     # Accept the extracted folder itself or the folder it was extracted into.
     if not (path / names[0]).exists() and (path / spec["folder"]).is_dir():
@@ -235,7 +255,8 @@ def _cifar_from_dir(
             f"{path}: missing CIFAR batch file(s) {', '.join(missing)}"
             f"{_variant_hint(spec, present)}; extract the official {spec['archive']} here"
         )
-    return {n: parse(read_bytes(path / n), str(path / n)) for n in names}
+    present = [*names, *(n for n in optional if (path / n).is_file())]
+    return {n: parse(read_bytes(path / n), str(path / n)) for n in present}
 
 
 def read_cifar(source: PathLike, variant: str, split: str) -> np.ndarray:
@@ -268,17 +289,50 @@ def _labels_parser(key: bytes, classes: int) -> BatchParser:
     return parse
 
 
-def read_cifar_labels(source: PathLike, variant: str, split: str) -> np.ndarray:
-    """The class labels of `read_cifar(source, variant, split)`, row for row.
+def _names_parser(key: bytes, classes: int) -> BatchParser:
+    def parse(raw: bytes, where: str) -> np.ndarray:
+        meta = _unpickle(raw, where)
+        names = meta.get(key, meta.get(key.decode())) if isinstance(meta, dict) else None
+        if not (isinstance(names, list) and len(names) == classes):
+            raise DataError(
+                f"{where}: CIFAR meta file has no '{key.decode()}' list of {classes} names; use "
+                f"the official python version from {CIFAR_URL}"
+            )
+        # Python 2 wrote the names as byte strings; they are plain ASCII words.
+        return np.array([n.decode("latin1") if isinstance(n, bytes) else str(n) for n in names])
 
-    CIFAR-10's `labels` (0..9) or CIFAR-100's `fine_labels` (0..99), read with the same
-    restricted unpickler. Returns int64 (N,).
+    return parse
+
+
+def read_cifar_classes(
+    source: PathLike, variant: str, split: str
+) -> tuple[np.ndarray, tuple[str, ...]]:
+    """The class labels of `read_cifar(source, variant, split)`, row for row, and the names.
+
+    Labels: CIFAR-10's `labels` (0..9) or CIFAR-100's fine `fine_labels` (0..99), int64 (N,),
+    read with the same restricted unpickler. Names: from the archive's `batches.meta` / `meta`
+    (read in the same pass), else CIFAR-10's ten names or "0".."99".
     """
     source = existing(source, f"CIFAR tarball or folder (from {CIFAR_URL})")
     spec, names = _cifar_spec(source, variant, split)
+    meta_name, meta_key = spec["meta"]
+    parse_labels = _labels_parser(*spec["labels"])
+    parse_names = _names_parser(meta_key, spec["labels"][1])
+
+    def parse(raw: bytes, where: str) -> np.ndarray:
+        meta = where.endswith((f"/{meta_name}", f":{meta_name}"))  # a folder's file or a member
+        return parse_names(raw, where) if meta else parse_labels(raw, where)
+
     read = _cifar_from_dir if source.is_dir() else _cifar_from_tar
-    batches = read(source, spec, names, _labels_parser(*spec["labels"]))
-    return np.concatenate([batches[n] for n in names])
+    batches = read(source, spec, names, parse, (meta_name,))
+    default = CIFAR10_NAMES if variant == "cifar10" else range(spec["labels"][1])
+    class_names = batches.get(meta_name, default)
+    return np.concatenate([batches[n] for n in names]), tuple(str(c) for c in class_names)
+
+
+def read_cifar_labels(source: PathLike, variant: str, split: str) -> np.ndarray:
+    """The class labels of `read_cifar(source, variant, split)`, row for row: int64 (N,)."""
+    return read_cifar_classes(source, variant, split)[0]
 
 
 # ---------------------------------------------------------------- SVHN

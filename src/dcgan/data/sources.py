@@ -12,6 +12,7 @@ from dcgan.data.transforms import convert_channels, resize
 from dcgan.seeding import FAKE_DATA_SEED
 
 FAKE_SIZE = 512
+FAKE_CLASSES = 10
 
 
 def mnist_sample_arrays() -> tuple[np.ndarray, np.ndarray]:
@@ -36,3 +37,13 @@ def load_fake(cfg: DataConfig, image_size: int, channels: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(FAKE_DATA_SEED)
     shape = (FAKE_SIZE, channels, image_size, image_size)
     return torch.randint(0, 256, shape, generator=g, dtype=torch.uint8)
+
+
+def fake_labels() -> np.ndarray:
+    """Classes 0..9 of the `fake` images, int64 (FAKE_SIZE,), fixed by the same constant seed.
+
+    NumPy's generator, not torch's, so the images' stream is untouched and the labels do not
+    depend on the image size or channels.
+    """
+    rng = np.random.default_rng(FAKE_DATA_SEED)
+    return rng.integers(0, FAKE_CLASSES, FAKE_SIZE).astype(np.int64)

@@ -17,11 +17,12 @@ from torch import nn
 from dcgan.config import Config
 from dcgan.errors import ConfigError
 from dcgan.evaluation import features
+from dcgan.evaluation.conditional import CLASS_METRICS, class_scores
 from dcgan.evaluation.metrics import feature_stats, fid, kid, precision_recall
 from dcgan.evaluation.reference import Reference, reference_features
-from dcgan.sampling import generate
+from dcgan.sampling import balanced_labels, generate
 
-METRICS = ("fid", "kid", "pr")
+METRICS = ("fid", "kid", "pr", *CLASS_METRICS)
 
 
 # ---------------------------------------------------------------------------- generated images
@@ -30,9 +31,17 @@ METRICS = ("fid", "kid", "pr")
 def fake_images(
     generator: nn.Module, count: int, seed: int, z_dist: str, batch_size: int = 250
 ) -> torch.Tensor:
-    """Images 0..count-1 of `seed` from `generator`: uint8 (count, C, S, S) on the CPU."""
-    parts = [images for _, images in generate(generator, range(count), seed, batch_size, z_dist)]
-    return torch.cat(parts)
+    """Images 0..count-1 of `seed` from `generator`: uint8 (count, C, S, S) on the CPU; a
+    conditional G's are class-balanced (`fake_classes`)."""
+    labels = fake_classes(generator, count)
+    batches = generate(generator, range(count), seed, batch_size, z_dist, labels)
+    return torch.cat([images for _, images in batches])
+
+
+def fake_classes(generator: nn.Module, count: int) -> list[int] | None:
+    """The classes of a conditional G's images 0..count-1 (image i is class i mod K)."""
+    cfg = generator.cfg
+    return balanced_labels(count, cfg.num_classes) if getattr(cfg, "conditional", False) else None
 
 
 # ---------------------------------------------------------------------------- scores
@@ -52,7 +61,7 @@ def scores(ref: Reference, feats: np.ndarray, metrics: tuple[str, ...], seed: in
 
 # The fewest images of each set a metric is defined for: a covariance needs 2, KID's unbiased
 # estimate two subsets of 2, precision/recall more than k = 3 neighbours.
-MIN_IMAGES = {"fid": 2, "kid": 4, "pr": 4}
+MIN_IMAGES = {"fid": 2, "kid": 4, "pr": 4, "ifid": 2, "accuracy": 4}
 FEATURES = 2048
 
 
@@ -93,10 +102,12 @@ def evaluate(
     ref: Reference,
     extractor,
     num_samples: int,
-    metrics: tuple[str, ...] = METRICS,
+    metrics: tuple[str, ...] = METRICS[:3],
     seed: int = 0,
+    labelled: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
-    """Score `num_samples` images of `generator` against `ref`; a JSON-ready record."""
+    """Score `num_samples` images of `generator` against `ref`; a JSON-ready record.
+    A conditional G's class metrics need `labelled`: real features (n, 2048) and classes (n,)."""
     start = time.perf_counter()
     where = f"the reference ({ref.identity.get('dataset', 'real images')})"
     check_counts(metrics, {"--num-samples": num_samples, where: len(ref.feats)})
@@ -108,10 +119,14 @@ def evaluate(
         raise ConfigError(f"{stale} ({ref.feats.shape[1]} features, not {feats.shape[1]})")
     try:
         values = scores(ref, feats, metrics, seed)
+        if labelled is not None:
+            fake = (feats, np.asarray(fake_classes(generator, num_samples)))
+            num_classes = generator.cfg.num_classes
+            values.update(class_scores(metrics, labelled, fake, num_classes))
     except ValueError as e:  # an FID whose covariances are too ill-conditioned for a square root
         raise ConfigError(f"--num-samples: {' '.join(str(e).split())}") from None
     return {
-        "metrics": {k: round(float(v), 6) for k, v in values.items()},
+        "metrics": {k: _rounded(v) for k, v in values.items()},
         "num_samples": num_samples,
         "seed": seed,
         "feature_network_sha256": extractor.sha256,
@@ -121,17 +136,32 @@ def evaluate(
     }
 
 
+def _rounded(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _rounded(v) for k, v in value.items()}
+    return value if isinstance(value, int) else round(float(value), 6)
+
+
 def format_table(record: dict[str, Any]) -> str:
     """A small text table of an `evaluate` record."""
     ref = record["reference"]
     lines = [f"{'metric':12} value"]
-    lines += [f"{k:12} {v:.4f}" for k, v in record["metrics"].items()]
+    lines += [
+        f"{k:12} {_shown(v)}" for k, v in record["metrics"].items() if not isinstance(v, dict)
+    ]
+    per_class = record["metrics"].get("ifid_per_class")
+    if per_class:
+        lines.append("ifid by class " + ", ".join(f"{c}: {v:.1f}" for c, v in per_class.items()))
     lines.append(
         f"N {record['num_samples']} generated (seed {record['seed']}) vs {ref['count']} "
         f"real from {ref['dataset']}; Inception {record['feature_network_sha256'][:12]}, "
         f"{record['resize']}"
     )
     return "\n".join(lines)
+
+
+def _shown(value: Any) -> str:
+    return str(value) if isinstance(value, int) else f"{value:.4f}"
 
 
 class FIDTracker:

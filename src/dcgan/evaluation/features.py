@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from dcgan.errors import ConfigError
+from dcgan.progress import bar
 
 NETWORK_FILE = "default_1.pt"
 FEATURE_DIM = 2048
@@ -252,7 +253,8 @@ class InceptionFeatures:
             _single_threaded_ops(workers),
             ThreadPoolExecutor(workers) as pool,
         ):
-            parts = list(pool.map(self._batch, batches))
+            done = pool.map(self._batch, batches)
+            parts = list(bar(done, total=len(batches), desc="Inception features", unit="batch"))
         feats = torch.cat(parts).numpy() if parts else np.zeros((0, FEATURE_DIM))
         assert feats.shape == (len(images), FEATURE_DIM), feats.shape
         return feats

@@ -19,6 +19,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 from dcgan.nn.models import Discriminator
+from dcgan.progress import bar
 from dcgan.seeding import STREAM_PROBE_DRAWS, STREAM_PROBE_SPLIT, seed_for
 
 # Inverse L2 strengths tried on the validation draw. With ~1k standardised examples, 1e-5
@@ -57,7 +58,8 @@ def d_features(
     discriminator.eval()
     try:
         with torch.inference_mode():
-            parts = [_pooled(discriminator, b.to(device)) for b in images.split(batch_size)]
+            batches = bar(images.split(batch_size), desc="D features", unit="batch")
+            parts = [_pooled(discriminator, b.to(device)) for b in batches]
     finally:
         discriminator.train(was_training)
     return torch.cat(parts).numpy()
@@ -184,7 +186,8 @@ def _probe(train_x, train_y, test_x, test_y, draws: list[tuple], k: int) -> Prob
     # BLAS threads buy nothing on these small matrices and, on a busy machine, their
     # spin-waiting made each fit 10-25x slower than one thread.
     with threadpool_limits(limits=1):
-        runs = [one_draw(train_x, train_y, test_x, test_y, d) for d in draws]
+        shown = bar(draws, desc="linear probe", unit="draw")
+        runs = [one_draw(train_x, train_y, test_x, test_y, d) for d in shown]
     acc = tuple(a for a, _ in runs)
     chosen = tuple(c for _, c in runs)
     return ProbeResult(

@@ -13,8 +13,7 @@ import torch
 
 from dcgan.config import DataConfig
 from dcgan.data.catalogue import CATALOGUE
-from dcgan.data.dataset import decode_dataset
-from dcgan.data.labels import load_labels
+from dcgan.data.dataset import open_images
 from dcgan.evaluation.linear_probe import (
     probe_discriminator,
     random_discriminator_like,
@@ -27,8 +26,8 @@ N_TEST_WITHOUT_SPLIT = 1000
 
 def labelled(cfg: DataConfig, size: int, channels: int) -> tuple[torch.Tensor, Any]:
     """All images (N, C, S, S) of `cfg`'s split and their labels (N,)."""
-    labels = load_labels(cfg)  # first: an unlabelled dataset fails before any decoding
-    return decode_dataset(cfg, size, channels).tensor(), labels
+    data = open_images(cfg, size, channels, "all", labels=True)  # the same rows as the images
+    return data.tensor(), data.tensor_labels().numpy()
 
 
 def pool_and_test(cfg: DataConfig, size: int, channels: int, seed: int) -> tuple:
@@ -38,7 +37,9 @@ def pool_and_test(cfg: DataConfig, size: int, channels: int, seed: int) -> tuple
         test = labelled(dataclasses.replace(cfg, split="test"), size, channels)
         return (*pool, *test)
     images, labels = labelled(cfg, size, channels)
-    pool_idx, test_idx = split_pool_test(labels, N_TEST_WITHOUT_SPLIT, seed)
+    # a fifth of a small set (the built-in fake one), so the pool keeps most of it
+    n_test = min(N_TEST_WITHOUT_SPLIT, len(labels) // 5)
+    pool_idx, test_idx = split_pool_test(labels, n_test, seed)
     pool_t, test_t = torch.from_numpy(pool_idx), torch.from_numpy(test_idx)
     return images[pool_t], labels[pool_idx], images[test_t], labels[test_idx]
 

@@ -42,9 +42,12 @@ def update_ema(ema: nn.Module, generator: nn.Module, decay: float) -> None:
 
 
 @torch.no_grad()
-def recalibrate_batchnorm(model: nn.Module, nz: int, z_dist: str, seed: int) -> None:
+def recalibrate_batchnorm(
+    model: nn.Module, nz: int, z_dist: str, seed: int, num_classes: int = 0
+) -> None:
     """Re-estimate every BatchNorm's running mean and variance for `model`'s current weights as
-    exact averages over a fixed set of noise batches (the same for every call)."""
+    exact averages over a fixed set of noise batches (the same for every call); a conditional
+    G (`num_classes` > 0) gets uniformly drawn classes with them."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not norms:
         return
@@ -58,7 +61,12 @@ def recalibrate_batchnorm(model: nn.Module, nz: int, z_dist: str, seed: int) -> 
     rng = torch.Generator().manual_seed(seed_for(seed, 0, STREAM_BN_RECALIBRATION))
     try:
         for _ in range(RECALIBRATION_BATCHES):
-            model(sample_z(RECALIBRATION_BATCH_SIZE, nz, z_dist, rng).to(device))
+            z = sample_z(RECALIBRATION_BATCH_SIZE, nz, z_dist, rng).to(device)
+            if num_classes:
+                labels = torch.randint(num_classes, (RECALIBRATION_BATCH_SIZE,), generator=rng)
+                model(z, labels.to(device))
+            else:
+                model(z)
     finally:
         for m, momentum in saved:
             m.momentum = momentum

@@ -27,6 +27,7 @@ from dcgan.config import Z_DISTRIBUTIONS, ModelConfig, from_dict, model_dict
 from dcgan.errors import CheckpointError, ConfigError, brief
 from dcgan.fsio import atomic_write, check_stored_zip
 from dcgan.nn.models import Generator
+from dcgan.run.card import write_card
 
 FORMAT_VERSION = 1
 EXPORT_NAME = "generator.safetensors"
@@ -57,6 +58,7 @@ class Checkpoint:
     world: int = 1  # processes that trained it; any number may resume it
     augment_p: float | None = None  # the augmentation probability, when --augment is on
     ada_signal: list[float] | None = None  # ADA's [sum, count] of rt since its last adjustment
+    class_names: list[str] | None = None  # a conditional run's class names, from its data
 
     def __post_init__(self) -> None:
         if self.images_seen is None:  # written before the field existed
@@ -78,11 +80,12 @@ class Checkpoint:
         return self.ema if self.ema is not None else self.generator
 
     def to_dict(self) -> dict[str, Any]:
-        """The file's contents: every field by name, plus the format version."""
-        return {
-            "format_version": FORMAT_VERSION,
-            **{f.name: getattr(self, f.name) for f in fields(self)},
-        }
+        """The file's contents: every field by name, plus the format version (an unconditional
+        run's file has no class names, as before they existed)."""
+        saved = {f.name: getattr(self, f.name) for f in fields(self)}
+        if saved["class_names"] is None:
+            del saved["class_names"]
+        return {"format_version": FORMAT_VERSION, **saved}
 
     @classmethod
     def from_dict(cls, saved: Any, path: Path) -> Checkpoint:
@@ -134,12 +137,17 @@ def _shape_checks(saved: dict[str, Any]) -> list[tuple[str, bool]]:
         ("opt_g", isinstance(saved["opt_g"], dict) and "param_groups" in saved["opt_g"]),
         ("opt_d", isinstance(saved["opt_d"], dict) and "param_groups" in saved["opt_d"]),
         ("fixed_z", isinstance(saved["fixed_z"], torch.Tensor) and saved["fixed_z"].ndim == 2),
+        ("class_names", _names_or_none(saved.get("class_names"))),
         (
             "rng",
             isinstance(rng, dict)
             and all(isinstance(rng.get(k), torch.Tensor) for k in ("torch", "noise")),
         ),
     ]
+
+
+def _names_or_none(value: Any) -> bool:
+    return value is None or (isinstance(value, list) and all(isinstance(v, str) for v in value))
 
 
 def save_checkpoint(checkpoint: Checkpoint, *paths: str | Path) -> Path:
@@ -220,21 +228,34 @@ def load_into(module: torch.nn.Module, weights: dict[str, torch.Tensor], path: P
         ) from None
 
 
-def _export_settings(model: dict[str, Any], z_dist: str) -> str:
-    """What an export's weights need besides themselves, as their checksum covers it."""
-    return json.dumps({"model": model, "z_dist": z_dist}, sort_keys=True)
+def _export_settings(model: dict[str, Any], z_dist: str, names: list[str] | None = None) -> str:
+    """What an export's weights need besides themselves (and a conditional model's class
+    names), as their checksum covers it."""
+    settings = {"model": model, "z_dist": z_dist}
+    if names is not None:
+        settings["class_names"] = names
+    return json.dumps(settings, sort_keys=True)
 
 
 def export_generator(
-    generator: Generator, run_dir: str | Path, extra: dict | None = None, name: str = "generator"
+    generator: Generator,
+    run_dir: str | Path,
+    extra: dict | None = None,
+    name: str = "generator",
+    run: str | Path | None = None,
 ) -> Path:
-    """Write `{name}.safetensors` and `{name}.json` (model config) into `run_dir`."""
+    """Write `{name}.safetensors` and `{name}.json` (model config) into `run_dir`, and for the
+    main export (`generator`) its model card README.md, from the figures of run directory `run`
+    (default: `run_dir` when it is a run)."""
     run_dir = Path(run_dir)
     model = model_dict(generator.cfg)
     meta = {"format_version": FORMAT_VERSION, "model": model, **(extra or {})}
     atomic_write(run_dir / f"{name}.json", lambda f: f.write(json.dumps(meta, indent=2).encode()))
-    settings = _export_settings(model, meta.get("z_dist", "normal"))
-    return save_weights(generator, run_dir / f"{name}.safetensors", settings)
+    settings = _export_settings(model, meta.get("z_dist", "normal"), meta.get("class_names"))
+    path = save_weights(generator, run_dir / f"{name}.safetensors", settings)
+    if name == Path(EXPORT_NAME).stem:
+        write_card(run_dir, name, run, generator)
+    return path
 
 
 EXPORT_FIX = "use the run directory or a checkpoint .pt as the source instead"
@@ -250,7 +271,8 @@ def load_export(path: str | Path) -> tuple[Generator, dict[str, Any]]:
             f"no generator export at {path}: expected {weights.name} and {meta_path.name}"
         )
     meta = read_export_meta(meta_path)
-    settings = _export_settings(model_dict(meta["model"]), meta["z_dist"])
+    names = meta.get("class_names")
+    settings = _export_settings(model_dict(meta["model"]), meta["z_dist"], names)
     generator = Generator(meta["model"])
     load_into(generator, load_weights(weights, settings, EXPORT_FIX), weights)
     return generator, {**meta, "model": model_dict(meta["model"])}
@@ -273,4 +295,7 @@ def read_export_meta(path: Path) -> dict[str, Any]:
     z_dist = meta.get("z_dist", "normal")
     if z_dist not in Z_DISTRIBUTIONS:
         raise CheckpointError(f"{path}: unknown z_dist {z_dist!r}; {EXPORT_FIX}")
+    names = meta.get("class_names")
+    if names is not None and not (_names_or_none(names) and len(names) == model_cfg.num_classes):
+        raise CheckpointError(f"{path}: class_names do not match the model; {EXPORT_FIX}")
     return {**meta, "model": model_cfg, "z_dist": z_dist}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 from dcgan.config import Z_DISTRIBUTIONS, Config, from_dict
 from dcgan.errors import CheckpointError, ConfigError, Recovered, brief
@@ -24,9 +25,25 @@ from dcgan.run.rundir import (
 )
 
 
+class Sampler(NamedTuple):
+    """What generation needs from a source: the sampling G, its z distribution and, for a
+    conditional model, its class names (one per class)."""
+
+    generator: Generator
+    z_dist: str
+    class_names: tuple[str, ...] = ()
+
+
 def load_generator(source: str | Path) -> tuple[Generator, str]:
     """The sampling G (its moving average when kept) and its z distribution, from a run
-    directory, a `.safetensors` export or a `.pt` checkpoint.
+    directory, a `.safetensors` export or a `.pt` checkpoint (see `load_sampler`)."""
+    found = load_sampler(source)
+    return found.generator, found.z_dist
+
+
+def load_sampler(source: str | Path) -> Sampler:
+    """The sampling G, its z distribution and class names from a run directory, a
+    `.safetensors` export or a `.pt` checkpoint.
 
     A run directory is read through its export, which is refreshed with every checkpoint; when
     the export is damaged, its latest checkpoint holds the same weights (a `Recovered` warning).
@@ -35,16 +52,14 @@ def load_generator(source: str | Path) -> tuple[Generator, str]:
     if source.suffix == ".pt":
         return checkpoint_generator(source)
     if not source.is_dir():
-        generator, meta = load_export(source)
-        return generator, meta["z_dist"]
+        return _export_sampler(source)
     latest = latest_checkpoint(source)
     if not (source / EXPORT_NAME).is_file():
         if latest.is_file():
             return checkpoint_generator(latest)
-        return load_generator(source / EXPORT_NAME)  # the error says what is missing
+        return _export_sampler(source / EXPORT_NAME)  # the error says what is missing
     try:
-        generator, meta = load_export(source)
-        return generator, meta["z_dist"]
+        return _export_sampler(source)
     except CheckpointError as damaged:
         if not latest.is_file():
             raise
@@ -56,8 +71,14 @@ def load_generator(source: str | Path) -> tuple[Generator, str]:
         return found
 
 
-def checkpoint_generator(path: Path) -> tuple[Generator, str]:
-    """The sampling G of checkpoint `path` (its moving average when kept) and its z_dist."""
+def _export_sampler(path: Path) -> Sampler:
+    generator, meta = load_export(path)
+    return Sampler(generator, meta["z_dist"], tuple(meta.get("class_names") or ()))
+
+
+def checkpoint_generator(path: Path) -> Sampler:
+    """The sampling G of checkpoint `path` (its moving average when kept), its z_dist and
+    class names."""
     checkpoint = load_checkpoint(path)
     try:
         generator = Generator(checkpoint.model_config)
@@ -66,7 +87,7 @@ def checkpoint_generator(path: Path) -> tuple[Generator, str]:
     load_into(generator, checkpoint.sampling_weights, path)
     if checkpoint.z_dist not in Z_DISTRIBUTIONS:
         raise CheckpointError(f"checkpoint {path}: unknown z_dist {checkpoint.z_dist!r}")
-    return generator, checkpoint.z_dist
+    return Sampler(generator, checkpoint.z_dist, tuple(checkpoint.class_names or ()))
 
 
 def read_run_config(run_dir: Path, repair: bool = False) -> Config:

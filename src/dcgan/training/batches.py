@@ -6,6 +6,7 @@ any number of processes, sees exactly the images an unbroken one would.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -19,14 +20,17 @@ from dcgan.images import to_uint8
 from dcgan.seeding import STREAM_EPOCHS, STREAM_FLIPS, seed_for
 
 
-def prepare_images(cfg: Config, images: Any | None) -> ImageSet:
+def prepare_images(cfg: Config, images: Any | None, labels: Any | None = None) -> ImageSet:
     """uint8 (N, C, S, S) at the model's size: the configured dataset or images given in Python.
 
-    Given images may be uint8 or float in [-1, 1], shaped (N, C, H, W) or (N, H, W).
+    Given images may be uint8 or float in [-1, 1], shaped (N, C, H, W) or (N, H, W), with
+    optional `labels` (N,) non-negative ints, their classes.
     """
     m = cfg.model
     if images is None:
-        return open_images(cfg.data, m.image_size, m.channels, part="train")
+        if not m.conditional:  # the readers look for labels only when asked
+            return open_images(cfg.data, m.image_size, m.channels, part="train")
+        return open_images(cfg.data, m.image_size, m.channels, part="train", labels=True)
     x = torch.as_tensor(np.asarray(images)) if not torch.is_tensor(images) else images.cpu()
     if x.ndim == 3:
         x = x.unsqueeze(1)
@@ -34,7 +38,49 @@ def prepare_images(cfg: Config, images: Any | None) -> ImageSet:
         raise ConfigError(f"images: expected shape (N, C, H, W) or (N, H, W), got {tuple(x.shape)}")
     if x.dtype != torch.uint8:
         x = to_uint8(x.float())
-    return ImageSet(convert_channels(resize(x, m.image_size), m.channels), source="given images")
+    x = convert_channels(resize(x, m.image_size), m.channels)
+    if labels is None:
+        return ImageSet(x, source="given images")
+    y = torch.as_tensor(np.asarray(labels))
+    if y.shape != (len(x),) or y.dtype.is_floating_point or (len(y) and int(y.min()) < 0):
+        raise ConfigError(
+            f"labels: expected {len(x)} non-negative integer classes, one per image, got "
+            f"{tuple(y.shape)} {y.dtype}"
+        )
+    return ImageSet(x, labels=y.long(), source="given images")
+
+
+def with_classes(cfg: Config, data: ImageSet) -> Config:
+    """`cfg` with a conditional model's class count taken from the data's labels (when not set)
+    and checked against them: every label must name one of the model's classes."""
+    m = cfg.model
+    if not m.conditional:
+        return cfg
+    if data.labels is None:
+        raise ConfigError(
+            f"--conditional: the training images ({data.source or 'given in Python'}) carry no "
+            "class labels; give a labelled dataset or labels"
+        )
+    labels = data.tensor_labels()
+    found = data.num_classes or int(labels.max()) + 1
+    if m.num_classes and (int(labels.max()) >= m.num_classes or int(labels.min()) < 0):
+        raise ConfigError(
+            f"num_classes: {m.num_classes}, but the data's labels run from {int(labels.min())} "
+            f"to {int(labels.max())}; leave --num-classes at 0 to take the data's {found}"
+        )
+    if m.num_classes:
+        return cfg
+    return replace(cfg, model=replace(m, num_classes=found))
+
+
+def class_names(cfg: Config, data: ImageSet) -> tuple[str, ...]:
+    """A conditional run's class names: the data's, or the class numbers when it has none."""
+    if not cfg.model.conditional:
+        return ()
+    names = tuple(data.class_names)
+    if len(names) != cfg.model.num_classes:
+        names = tuple(str(c) for c in range(cfg.model.num_classes))
+    return names
 
 
 def place_data(data: ImageSet, device: torch.device) -> ImageSet:
@@ -102,6 +148,12 @@ class RealBatches:
     def __call__(self, number: int) -> torch.Tensor:
         index = self.order.indices(number)
         return real_batch(self.data, index, self.flip, self.seed, number, self.device, self.part)
+
+    def labels(self, number: int) -> torch.Tensor:
+        """The classes int64 (B,) of this process's slice of batch `number`, on the device:
+        the same rows as `self(number)`, so each image keeps its label under torchrun."""
+        index = self.order.indices(number)[self.part]
+        return self.data.take_labels(index).to(self.device, non_blocking=True)
 
 
 def real_batch(

@@ -18,7 +18,13 @@ from dcgan.errors import Diverged
 from dcgan.nn.losses import LOSSES
 from dcgan.nn.models import Discriminator, Generator
 from dcgan.training import distributed
-from dcgan.training.batches import RealBatches, place_data, prepare_images
+from dcgan.training.batches import (
+    RealBatches,
+    class_names,
+    place_data,
+    prepare_images,
+    with_classes,
+)
 from dcgan.training.distributed import Processes
 from dcgan.training.guards import GracefulStop
 from dcgan.training.precision import Precision
@@ -36,6 +42,7 @@ class TrainResult:
     step: int
     ema: Generator | None = None  # their moving average, when enabled
     stopped_by: str | None = None  # SIGINT or SIGTERM when a signal ended the run early
+    class_names: tuple[str, ...] = ()  # a conditional model's, one per class
 
     @property
     def sampler(self) -> Generator:
@@ -50,16 +57,20 @@ def train(
     resume: str | Path | None = None,
     models: tuple[Generator, Discriminator] | None = None,
     from_step: int | None = None,
+    labels: Any | None = None,
 ) -> TrainResult:
     """Train a DCGAN as `cfg` says and return the run directory and the trained networks.
 
     images: optional training images (uint8 or float in [-1, 1], (N, C, H, W)) instead of
-    `cfg.data`; resume: a run directory to continue (from its kept checkpoint of step
-    `from_step` when given); models: networks to start from.
-    Under torchrun, this process joins the group and trains its share of each global batch.
+    `cfg.data`, with `labels` (N,) int for a conditional model; resume: a run directory to
+    continue (from its kept checkpoint of step `from_step` when given); models: networks to
+    start from. Under torchrun, this process joins the group and trains its share of each
+    global batch.
     """
     with distributed.start(pick_device(cfg.train.device)) as procs:
-        return train_on(procs, cfg, images, resume=resume, models=models, from_step=from_step)
+        return train_on(
+            procs, cfg, images, resume=resume, models=models, from_step=from_step, labels=labels
+        )
 
 
 def train_on(
@@ -70,6 +81,7 @@ def train_on(
     resume: str | Path | None = None,
     models: tuple[Generator, Discriminator] | None = None,
     from_step: int | None = None,
+    labels: Any | None = None,
 ) -> TrainResult:
     """The training loop of `train`, run by each of `procs`' processes (one without torchrun)."""
     # --- set-up: the run to continue (the one asked for or, after torchrun restarted the
@@ -84,16 +96,18 @@ def train_on(
 
     # --- data: decoded once (rank 0 first, filling the cache), kept as uint8 on the device,
     # normalised per batch; each process takes its slice of every global batch
-    data = procs.main_first(lambda: place_data(prepare_images(cfg, images), procs.device))
+    data = procs.main_first(lambda: place_data(prepare_images(cfg, images, labels), procs.device))
+    cfg = with_classes(cfg, data)  # a conditional model's class count comes from the labels
     reals = RealBatches(data, cfg, procs.device, procs.rank, procs.world)
 
     # --- networks and optimisers, fresh or restored; the run directory once all is valid
     state = build_state(cfg, procs.device, models, procs)
+    state.class_names = class_names(cfg, data)
     ctx = open_run(cfg, state, data, resume, procs, from_step)
     loss, amp = LOSSES[cfg.train.loss], Precision(cfg.train.precision, procs.device.type)
 
     stopped = None
-    with GracefulStop() as stop, closing(ctx.log):
+    with GracefulStop() as stop, closing(ctx.log), closing(ctx.board):
         while state.step < ctx.total_steps:
             # --- a signal to any process stops them all, at the same step
             stopped = procs.any_signal(stop.signal)
@@ -115,5 +129,5 @@ def train_on(
         # --- the end: the summary figures, or a checkpoint and how to resume after a signal
         finish(ctx, state, stopped)
     result = TrainResult(ctx.run_dir, state.generator, state.discriminator, state.step)
-    result.ema, result.stopped_by = state.ema, stopped
+    result.ema, result.stopped_by, result.class_names = state.ema, stopped, state.class_names
     return result

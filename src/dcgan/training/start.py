@@ -11,9 +11,10 @@ import torch
 from dcgan.config import RESUMABLE_FIELDS, Config, diff, to_dict
 from dcgan.data import ImageSet
 from dcgan.errors import CheckpointError, ConfigError, brief
-from dcgan.run import rundir
+from dcgan.run import rundir, tensorboard
 from dcgan.run.reporting import QuietLogger, RunLogger
 from dcgan.run.sources import choose_checkpoint, read_run_config
+from dcgan.run.tensorboard import Board
 from dcgan.training import distributed
 from dcgan.training.batches import steps_per_epoch, total_steps
 from dcgan.training.distributed import Processes
@@ -29,6 +30,7 @@ def run_config(cfg: Config, resume: Path | None, device: torch.device) -> Config
     (the run records the one used)."""
     if resume is not None:
         cfg = resume_config(resume, cfg)
+    tensorboard.require(cfg.output.tensorboard)  # before any work, not at the first record
     precision = resolve_precision(cfg.train.precision, device)
     return replace(cfg, train=replace(cfg.train, precision=precision))
 
@@ -36,6 +38,9 @@ def run_config(cfg: Config, resume: Path | None, device: torch.device) -> Config
 def resume_config(run_dir: Path, requested: Config) -> Config:
     """The saved config with the requested safe changes; refuses any other difference."""
     saved = read_run_config(run_dir, repair=True)
+    if requested.model.conditional and not requested.model.num_classes:  # "the data's count"
+        model = replace(requested.model, num_classes=saved.model.num_classes)
+        requested = replace(requested, model=model)
     changed = [
         (k, a, b) for k, a, b in diff(saved, requested) if k.split(".")[1] not in RESUMABLE_FIELDS
     ]
@@ -79,6 +84,8 @@ def open_run(
     report_data(log, data)
     acc, watch = Accumulator(reduce=procs.mean), DivergenceWatch(STAT_KEYS)
     ctx = RunContext(run_dir, cfg, procs, log, per_epoch, n_steps, acc, watch)
+    if cfg.output.tensorboard:
+        ctx.board = procs.on_main(Board.open, run_dir, state.step) or ctx.board
     if state.step == 0:
         procs.on_main(write_start, ctx, state)
     ctx.tracker = procs.on_main(make_tracker, cfg, procs.device, log)

@@ -17,6 +17,7 @@ from dcgan.config import Config, augment_policies, to_dict
 from dcgan.nn.ema import make_ema, recalibrate_batchnorm
 from dcgan.nn.models import Discriminator, Generator
 from dcgan.run.checkpoint import Checkpoint
+from dcgan.sampling import class_rows
 from dcgan.seeding import STREAM_TRAIN_NOISE, seed_for, z_for_indices
 from dcgan.training.augmenting import AdaptiveP, Augmenter
 from dcgan.training.distributed import Processes
@@ -61,6 +62,9 @@ class TrainState:
     world: int = 1  # ...of `world` slices (torchrun's processes)
     augmenter: Augmenter | None = None  # --augment: what D's inputs go through
     ada: AdaptiveP | None = None  # --ada-target: what steers the augmenter's p
+    fixed_labels: torch.Tensor | None = None  # a conditional preview's classes, one per z
+    preview_columns: int | None = None  # a conditional preview's images per class row
+    class_names: tuple[str, ...] = ()  # a conditional run's class names, from its data
 
 
 def build_state(
@@ -87,16 +91,28 @@ def build_state(
         d.parameters(), lr=t.lr_d or t.lr, betas=t.betas_d or (t.beta1, t.beta2), fused=fused
     )
     # The preview grid shows images 0..n-1 of `dcgan generate --seed <run seed>`.
-    fixed_z = z_for_indices(t.seed, range(cfg.output.num_samples), cfg.model.nz, t.z_dist)
+    indices, labels, columns = preview_layout(cfg)
+    fixed_z = z_for_indices(t.seed, indices, cfg.model.nz, t.z_dist)
     noise_rng = torch.Generator().manual_seed(seed_for(t.seed, 0, STREAM_TRAIN_NOISE))
     runners = make_runners(g, d, t.compile, procs)
     state = TrainState(g, d, opt_g, opt_d, fixed_z, noise_rng, runners, ema=ema)
     state.rank, state.world = procs.rank, procs.world
+    if labels is not None:
+        state.fixed_labels, state.preview_columns = torch.tensor(labels), columns
     amp = Precision(t.precision, device.type)
     if t.precision == "fp16":
         state.scalers = Scalers(d=amp.scaler(), g=amp.scaler())
     state.augmenter, state.ada = make_augmentation(cfg, procs)
     return state
+
+
+def preview_layout(cfg: Config) -> tuple[list[int], list[int] | None, int | None]:
+    """(z indices, classes, columns) of the preview grid: images 0..num_samples-1 of the run
+    seed, or for a conditional model one row per class with the same z down each column."""
+    count = cfg.output.num_samples
+    if not cfg.model.conditional:
+        return list(range(count)), None, None
+    return class_rows(cfg.model.num_classes, count)
 
 
 def make_augmentation(cfg: Config, procs: Processes) -> tuple[Augmenter | None, AdaptiveP | None]:
@@ -119,8 +135,10 @@ class Features(nn.Module):
         super().__init__()
         self.discriminator = discriminator
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        return self.discriminator.forward_features(x)
+    def forward(
+        self, x: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        return self.discriminator.forward_features(x, labels)
 
 
 def make_runners(g: Generator, d: Discriminator, compile: bool, procs: Processes) -> Runners:
@@ -147,7 +165,8 @@ def sampling_generator(state: TrainState, cfg: Config) -> Generator:
     if state.ema is None:
         return state.generator
     if state.ema_calibrated_at != state.step:
-        recalibrate_batchnorm(state.ema, cfg.model.nz, cfg.train.z_dist, cfg.train.seed)
+        m, t = cfg.model, cfg.train
+        recalibrate_batchnorm(state.ema, m.nz, t.z_dist, t.seed, m.num_classes)
         state.ema_calibrated_at = state.step
     return state.ema
 
@@ -177,6 +196,7 @@ def to_checkpoint(state: TrainState, cfg: Config) -> Checkpoint:
         world=state.world,
         augment_p=None if state.augmenter is None else state.augmenter.p,
         ada_signal=None if state.ada is None else state.ada.state(),
+        class_names=list(state.class_names) or None,
     )
 
 
@@ -194,6 +214,8 @@ def restore(state: TrainState, saved: Checkpoint) -> None:
     if state.scalers is not None and saved.scalers:
         for scaler, scaler_state in zip(state.scalers, saved.scalers, strict=True):
             scaler.load_state_dict(scaler_state)
+    if saved.class_names:
+        state.class_names = tuple(saved.class_names)
     if state.augmenter is not None and saved.augment_p is not None:
         state.augmenter.p = saved.augment_p
     if state.ada is not None and saved.ada_signal is not None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -15,7 +16,7 @@ from torch import nn
 from dcgan.config import Config
 from dcgan.nn.ema import decay_at, update_ema
 from dcgan.nn.losses import GANLoss, feature_matching
-from dcgan.seeding import sample_z
+from dcgan.seeding import STREAM_FAKE_LABELS, sample_z, seed_for
 from dcgan.training.precision import Precision
 from dcgan.training.state import TrainState
 
@@ -50,6 +51,14 @@ class DUpdate:
     d_fake: torch.Tensor
     rt: torch.Tensor
     fake: torch.Tensor  # (B, C, S, S)
+    fake_labels: torch.Tensor | None  # (B,) the fakes' classes in a conditional run
+
+
+class Classes(NamedTuple):
+    """The classes (B,) of one update's real and fake images; None for unconditional runs."""
+
+    real: torch.Tensor | None = None
+    fake: torch.Tensor | None = None
 
 
 def train_step(
@@ -61,20 +70,24 @@ def train_step(
 ) -> StepStats:
     """One step: `d_steps` D updates, each on a fresh real batch (`reals(number)`), then
     `g_steps` G updates (the first reuses D's fakes, later ones draw new z), then the average.
-    With --augment, every image D sees goes through the augmenter first."""
+    With --augment, every image D sees goes through the augmenter first. A conditional run's
+    real classes come from `reals.labels(number)`, its fakes' classes from a seeded stream."""
     t = cfg.train
     for k in range(t.d_steps):
-        real = reals(state.step * t.d_steps + k)
+        number = state.step * t.d_steps + k
+        real = reals(number)
         z = draw_z(state, len(real), cfg).to(real.device)
-        d = d_update(state, loss, real, z, cfg, amp, slot=2 * k)
+        classes = Classes(real_labels(reals, number, cfg), draw_labels(state, len(real), cfg, k))
+        d = d_update(state, loss, real, z, cfg, amp, slot=2 * k, classes=classes)
     fake, fm_weight = d.fake, fm_weight_at(cfg, state.step)
     for k in range(t.g_steps):
         if k > 0:
             z = draw_z(state, len(real), cfg).to(real.device)
+            classes = Classes(classes.real, draw_labels(state, len(real), cfg, t.d_steps + k))
             with amp.autocast():
-                fake = state.runners.g(z)
+                fake = state.runners.g(z, classes.fake)
         slot = 2 * t.d_steps + 2 * k
-        loss_g, loss_fm = g_update(state, loss, fake, real, fm_weight, cfg, amp, slot)
+        loss_g, loss_fm = g_update(state, loss, fake, real, fm_weight, cfg, amp, slot, classes)
     if state.ema is not None:
         update_ema(state.ema, state.generator, decay_at(t.ema, state.step))
     if state.ada is not None:
@@ -82,6 +95,30 @@ def train_step(
     state.step += 1
     state.images_seen += len(real) * state.world * t.d_steps
     return StepStats(d.loss_real, d.loss_fake, loss_g, d.d_real, d.d_fake, loss_fm, d.rt)
+
+
+def real_labels(reals: Callable, number: int, cfg: Config) -> torch.Tensor | None:
+    """The classes (B,) of real batch `number` in a conditional run, on the batch's device."""
+    return reals.labels(number) if cfg.model.conditional else None
+
+
+def draw_labels(state: TrainState, batch: int, cfg: Config, slot: int) -> torch.Tensor | None:
+    """This process's (batch,) share of uniformly drawn classes for the fakes of call `slot` of
+    this step (None when unconditional). Drawn from (seed, step, slot) for the global batch, so
+    resumes and process counts never change them."""
+    if not cfg.model.conditional:
+        return None
+    index = state.step * LABEL_SLOTS + slot
+    g = torch.Generator().manual_seed(seed_for(cfg.train.seed, index, STREAM_FAKE_LABELS))
+    labels = torch.randint(cfg.model.num_classes, (batch * state.world,), generator=g)
+    device = next(state.generator.parameters()).device
+    return labels[state.rank * batch : (state.rank + 1) * batch].to(device)
+
+
+UNCONDITIONAL = Classes()
+
+# More than the d_steps + g_steps (each at most 100) calls of a step that draw fake classes.
+LABEL_SLOTS = 256
 
 
 def augmented(state: TrainState, x: torch.Tensor, slot: int) -> torch.Tensor:
@@ -127,14 +164,15 @@ def d_update(
     cfg: Config,
     amp: Precision,
     slot: int = 0,
+    classes: Classes = UNCONDITIONAL,
 ) -> DUpdate:
-    """One D step on a real batch (B, C, S, S) and G(z), z (B, nz); augmentation calls `slot`
-    and `slot + 1` of the step."""
+    """One D step on a real batch (B, C, S, S) and G(z), z (B, nz), conditioned on `classes`
+    in a conditional run; augmentation calls `slot` and `slot + 1` of the step."""
     t = cfg.train
     with amp.autocast():
-        fake = state.runners.g(z)
-        real_logits = state.runners.d(augmented(state, real, slot))[0]
-        fake_logits = state.runners.d(augmented(state, fake.detach(), slot + 1))[0]
+        fake = state.runners.g(z, classes.fake)
+        real_logits = state.runners.d(augmented(state, real, slot), classes.real)[0]
+        fake_logits = state.runners.d(augmented(state, fake.detach(), slot + 1), classes.fake)[0]
     loss_real, loss_fake = loss.d(real_logits, fake_logits, t.real_label)
     scaler = state.scalers.d if state.scalers else None
     optimise(loss_real + loss_fake, state.opt_d, state.discriminator, scaler, t.grad_clip)
@@ -145,6 +183,7 @@ def d_update(
         fake_logits.detach().float().sigmoid().mean(),
         real_logits.detach().float().sign().mean(),
         fake,
+        classes.fake,
     )
 
 
@@ -157,6 +196,7 @@ def g_update(
     cfg: Config,
     amp: Precision,
     slot: int = 0,
+    classes: Classes = UNCONDITIONAL,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One G step on `fake` (B, C, S, S) with its graph; D's weights get no gradients here.
     Augmentation calls `slot` (the fakes) and `slot + 1` (the reals of feature matching).
@@ -166,12 +206,12 @@ def g_update(
     d = state.discriminator
     d.requires_grad_(False)  # skips D's weight gradients: only G is updated
     with amp.autocast():
-        logits, fake_feats = state.runners.d_frozen(augmented(state, fake, slot))
+        logits, fake_feats = state.runners.d_frozen(augmented(state, fake, slot), classes.fake)
     loss_g = loss.g(logits)
     loss_fm = torch.zeros((), device=fake.device)
     if fm_weight > 0:
         with torch.no_grad(), amp.autocast():
-            _, real_feats = state.runners.d_frozen(augmented(state, real, slot + 1))
+            _, real_feats = state.runners.d_frozen(augmented(state, real, slot + 1), classes.real)
         loss_fm = feature_matching(real_feats, fake_feats)
         loss_g = loss_g + fm_weight * loss_fm
     scaler = state.scalers.g if state.scalers else None

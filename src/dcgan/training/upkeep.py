@@ -21,6 +21,8 @@ from dcgan.run import rundir
 from dcgan.run.checkpoint import export_generator, load_checkpoint, save_checkpoint
 from dcgan.run.plots import plot_losses
 from dcgan.run.reporting import QuietLogger, RunLogger
+from dcgan.run.status import DIVERGED_MARK
+from dcgan.run.tensorboard import Board
 from dcgan.sampling import render
 from dcgan.training import distributed
 from dcgan.training.distributed import Processes
@@ -68,6 +70,7 @@ class RunContext:
     acc: Accumulator
     watch: DivergenceWatch
     tracker: Callable[[torch.nn.Module], float] | None = None  # FID of a generator
+    board: Board = field(default_factory=Board)  # --tensorboard's writer (rank 0)
 
 
 def upkeep(ctx: RunContext, state: TrainState, last: bool) -> None:
@@ -88,6 +91,7 @@ def upkeep(ctx: RunContext, state: TrainState, last: bool) -> None:
     def write() -> None:
         if record is not None:
             ctx.log.record(record)
+            ctx.board.record(record)
         if due_sample:
             write_sample(ctx, state)
         if due_eval:
@@ -129,9 +133,11 @@ def make_record(ctx: RunContext, state: TrainState) -> dict[str, Any]:
 
 def write_sample(ctx: RunContext, state: TrainState) -> Path:
     """Preview grid from the fixed noise, G (or its average) in eval mode without gradients."""
-    images = render(sampling_generator(state, ctx.cfg), state.fixed_z)
+    images = render(sampling_generator(state, ctx.cfg), state.fixed_z, state.fixed_labels)
     path = ctx.run_dir / rundir.SAMPLES_DIR / f"step-{state.step:06d}.png"
-    return save_png(make_grid(images), path)
+    grid = make_grid(images, nrow=state.preview_columns)
+    ctx.board.image(state.step, grid)
+    return save_png(grid, path)
 
 
 def evaluate_fid(ctx: RunContext, state: TrainState) -> None:
@@ -144,10 +150,12 @@ def evaluate_fid(ctx: RunContext, state: TrainState) -> None:
     if state.best_fid is None or value < state.best_fid:
         state.best_fid = value
         meta = {"step": state.step, "z_dist": ctx.cfg.train.z_dist, "fid": value}
+        if state.class_names:
+            meta["class_names"] = list(state.class_names)
         export_generator(generator, ctx.run_dir, meta, name="generator-best")
-    ctx.log.metric(
-        {"step": state.step, "fid": round(value, 4), "best_fid": round(state.best_fid, 4)}
-    )
+    rec = {"step": state.step, "fid": round(value, 4), "best_fid": round(state.best_fid, 4)}
+    ctx.log.metric(rec)
+    ctx.board.record(rec)
 
 
 def write_checkpoint(ctx: RunContext, state: TrainState, keep: bool) -> Path:
@@ -161,6 +169,8 @@ def write_checkpoint(ctx: RunContext, state: TrainState, keep: bool) -> Path:
     paths = [ckpt_dir / f"step-{state.step:06d}.pt"] if keep else []
     sampling = sampling_generator(state, cfg)  # first: the saved average's statistics match
     meta = {"step": state.step, "z_dist": cfg.train.z_dist, "ema": cfg.train.ema}
+    if state.class_names:
+        meta["class_names"] = list(state.class_names)
     try:
         path = save_checkpoint(to_checkpoint(state, cfg), *paths, rundir.latest_checkpoint(run_dir))
         export_generator(sampling, run_dir, meta)
@@ -192,6 +202,7 @@ def roll_back(ctx: RunContext, state: TrainState, error: Diverged) -> None:
     t, latest = ctx.cfg.train, rundir.latest_checkpoint(ctx.run_dir)
     if t.on_nan != "rollback" or state.rollbacks >= t.max_rollbacks:
         spent = f"{state.rollbacks} rollbacks spent; " if t.on_nan == "rollback" else ""
+        ctx.log.detail(f"{DIVERGED_MARK}: {error}")  # the run's end, for `dcgan runs`
         raise Diverged(
             f"{error}; nothing was saved after it: {latest} holds the last good step. "
             f"{spent}Resume with --on-nan rollback (it lowers the learning rates), or start "
@@ -213,6 +224,7 @@ def roll_back(ctx: RunContext, state: TrainState, error: Diverged) -> None:
         group.update(rates)
     state.rollbacks = count
     ctx.procs.on_main(rundir.truncate_stats, ctx.run_dir, state.step)
+    ctx.procs.on_main(ctx.board.reopen, state.step)
     ctx.acc.reset()
     ctx.watch.reset()
     ctx.log.info(
@@ -227,9 +239,10 @@ def finish(ctx: RunContext, state: TrainState, stopped_by: str | None) -> None:
     if stopped_by is None:
         ctx.procs.on_main(summary_figures, ctx)
         ctx.procs.on_main(distributed.forget_run, ctx.cfg.output.out)
-        return
-    check_finite(ctx, state)
-    ctx.procs.on_main(stop_early, ctx, state, stopped_by)
+    else:
+        check_finite(ctx, state)
+        ctx.procs.on_main(stop_early, ctx, state, stopped_by)
+    ctx.procs.on_main(ctx.board.finish, ctx.cfg, state.step, state.best_fid)
 
 
 def summary_figures(ctx: RunContext) -> None:

@@ -1,0 +1,117 @@
+"""Class-aware scores of a conditional generator against labelled real images.
+
+- `ifid`: FID within each class (generated class c against real class c), per class and their
+  mean. With N images over K classes each FID sees N/K images a side, so it is biased well
+  above the whole-set FID; compare it between runs at the same N, never with FID.
+- `accuracy`: a linear classifier fitted on real labelled images (L2 logistic regression on the
+  Inception features, its penalty chosen on a validation part) labels generated class c as c
+  how often, beside its accuracy on real images it was not fitted on: the generator cannot be
+  judged more legible than the classifier's own ceiling.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
+
+from dcgan.config import DataConfig
+from dcgan.data import open_images
+from dcgan.evaluation.linear_probe import fit_grid
+from dcgan.evaluation.reference import reference_part
+from dcgan.seeding import REFERENCE_SEED
+
+CLASS_METRICS = ("ifid", "accuracy")
+# The real labelled images: half fit the classifier (a quarter of that chooses its penalty),
+# half measure it.
+FIT_FRACTION, VALIDATION_FRACTION = 0.5, 0.25
+
+
+def labelled_reference(
+    extractor, cfg: DataConfig, size: int, channels: int, reference: str, count: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features (n, 2048) and labels (n,) of up to `count` real images of the reference part,
+    the same images (in the same fixed random order) the FID reference draws."""
+    data_cfg, part = reference_part(cfg, reference)
+    images = open_images(data_cfg, size, channels, part, labels=True)
+    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(REFERENCE_SEED))
+    picked = order[: min(count, len(images))].sort().values
+    return extractor(images.take(picked)), images.take_labels(picked).numpy()
+
+
+def class_scores(
+    metrics: tuple[str, ...],
+    real: tuple[np.ndarray, np.ndarray],
+    fake: tuple[np.ndarray, np.ndarray],
+    num_classes: int,
+) -> dict[str, Any]:
+    """The requested class metrics of generated (features, classes) against real ones."""
+    out: dict[str, Any] = {}
+    if "ifid" in metrics:
+        per_class = intra_fid(real, fake, num_classes)
+        out["ifid"] = float(np.mean(list(per_class.values())))
+        out["ifid_per_class"] = per_class
+    if "accuracy" in metrics:
+        out.update(classifier_accuracy(real, fake))
+    return out
+
+
+def intra_fid(
+    real: tuple[np.ndarray, np.ndarray], fake: tuple[np.ndarray, np.ndarray], num_classes: int
+) -> dict[int, float]:
+    """{class: FID of its generated images against its real ones} for classes with at least
+    two images on both sides (a covariance needs two)."""
+    out = {}
+    for c in range(num_classes):
+        r, f = real[0][real[1] == c], fake[0][fake[1] == c]
+        if len(r) >= 2 and len(f) >= 2:
+            out[c] = round(sample_fid(f, r), 4)
+    if not out:
+        raise ValueError("no class has two real and two generated images; raise --num-samples")
+    return out
+
+
+def sample_fid(a: np.ndarray, b: np.ndarray) -> float:
+    """FID of feature samples a (n, D) and b (m, D), exact for any n and m.
+
+    With fewer images than features the covariances are singular and a matrix square root of
+    their product is ill-conditioned; but the nonzero eigenvalues of S_a S_b are the squared
+    singular values of A B^T / sqrt((n-1)(m-1)) (A, B the centred samples), so
+    Tr sqrt(S_a S_b) is the sum of those singular values: an (n, m) problem, not (D, D).
+    """
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    ca, cb = a - mu_a, b - mu_b
+    scale = np.sqrt((len(a) - 1) * (len(b) - 1))
+    cross = np.linalg.svd(ca @ cb.T, compute_uv=False).sum() / scale
+    traces = (ca * ca).sum() / (len(a) - 1) + (cb * cb).sum() / (len(b) - 1)
+    diff = mu_a - mu_b
+    return float(diff @ diff + traces - 2.0 * cross)
+
+
+def classifier_accuracy(
+    real: tuple[np.ndarray, np.ndarray], fake: tuple[np.ndarray, np.ndarray], seed: int = 0
+) -> dict[str, float]:
+    """{"accuracy": on generated images, "real_accuracy": on held-back real ones, ...}."""
+    x, y = real
+    order = np.random.default_rng(seed).permutation(len(y))
+    n_fit = int(len(y) * FIT_FRACTION)
+    n_val = int(n_fit * VALIDATION_FRACTION)
+    val, tr, test = order[:n_val], order[n_val:n_fit], order[n_fit:]
+    if len(np.unique(y[tr])) < 2 or len(test) == 0 or len(val) == 0:
+        raise ValueError(
+            f"{len(y)} labelled real images are too few to fit and test a classifier; raise "
+            "--num-real"
+        )
+    # one BLAS thread: these matrices are small, and spinning threads slow a busy machine
+    with threadpool_limits(limits=1):
+        fits = fit_grid(x[tr], y[tr])
+        best = max(fits, key=lambda f: f.accuracy(x[val], y[val]))
+    return {
+        "accuracy": best.accuracy(*fake),
+        "real_accuracy": best.accuracy(x[test], y[test]),
+        "classifier_fit_images": len(tr),
+        "classifier_test_images": len(test),
+    }

@@ -1,0 +1,44 @@
+"""Progress bars for long loops, one rule everywhere: a tqdm bar on stderr when stderr is a
+terminal, nothing at all when it is piped or redirected (logs stay free of bar updates)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable
+from typing import Any, TextIO
+
+from tqdm import tqdm
+
+
+def is_terminal(stream: TextIO | None) -> bool:
+    """Whether `stream` is an open terminal (False for None, a pipe, a file, a closed stream)."""
+    try:
+        return stream is not None and stream.isatty()
+    except (AttributeError, ValueError):  # no isatty, or closed
+        return False
+
+
+def bar(
+    iterable: Iterable[Any] | None = None,
+    *,
+    total: int | None = None,
+    desc: str | None = None,
+    unit: str = "it",
+    stream: TextIO | None = None,
+    delay: float = 0.0,
+) -> tqdm:
+    """A tqdm bar over `iterable` (or for manual `update`s) on `stream` (default stderr),
+    disabled unless that stream is a terminal; with a `delay` it appears only once the work
+    has taken that many seconds (short work shows none). It clears itself when done."""
+    stream = sys.stderr if stream is None else stream
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        file=stream,
+        disable=not is_terminal(stream),
+        leave=False,
+        delay=delay,
+        dynamic_ncols=True,
+    )

@@ -1,0 +1,90 @@
+"""Class metrics of conditional generators: the within-class FID, and how often a classifier
+fitted on real labelled images names the generated class."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch.nn.functional as F
+
+from conftest import tiny_flags
+from dcgan.cli import main
+from dcgan.evaluation import features
+from dcgan.evaluation.conditional import classifier_accuracy, intra_fid, sample_fid
+from dcgan.evaluation.metrics import feature_stats, fid
+
+
+class ThumbFeatures:
+    """Stands in for Inception: 4x4 grey thumbnails as 16-d features."""
+
+    sha256 = "1" * 64
+    resize = "area-4"
+
+    def __init__(self, device: object = None, batch_size: int = 0) -> None:
+        pass
+
+    def __call__(self, images) -> np.ndarray:
+        x = F.adaptive_avg_pool2d(images.float().mean(1, keepdim=True) / 255, 4)
+        return x.flatten(1).double().numpy()
+
+
+def test_sample_fid_is_the_fid_and_stays_exact_with_few_samples() -> None:
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(300, 20)), rng.normal(1.0, 2.0, size=(250, 20))
+    assert sample_fid(a, b) == pytest.approx(fid(*feature_stats(a), *feature_stats(b)))
+    few = rng.normal(size=(12, 200))  # fewer samples than features: singular covariances
+    assert sample_fid(few, few) == pytest.approx(0.0, abs=1e-8)
+    assert sample_fid(few, few + 1.0) == pytest.approx(200.0)  # only the means differ
+
+
+def clustered(n: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """n features in k well separated clusters, and their cluster labels."""
+    labels = np.arange(n) % k
+    centres = rng.normal(0, 5, size=(k, 8))
+    return centres[labels] + rng.normal(size=(n, 8)), labels
+
+
+def test_the_classifier_names_separable_classes_and_not_shuffled_ones() -> None:
+    rng = np.random.default_rng(1)
+    real = clustered(400, 4, rng)
+    right = classifier_accuracy(real, real)
+    assert right["real_accuracy"] == 1.0 and right["accuracy"] == 1.0
+    assert right["classifier_fit_images"] + right["classifier_test_images"] < 400
+    wrong = classifier_accuracy(real, (real[0], (real[1] + 1) % 4))
+    assert wrong["accuracy"] == 0.0
+
+
+def test_intra_fid_scores_each_class_against_its_own() -> None:
+    rng = np.random.default_rng(2)
+    real = clustered(200, 2, rng)
+    same = intra_fid(real, real, 2)
+    assert set(same) == {0, 1} and all(v == pytest.approx(0.0, abs=1e-8) for v in same.values())
+    swapped = intra_fid(real, (real[0], 1 - real[1]), 2)
+    assert all(v > 10 for v in swapped.values())
+
+
+def test_evaluate_a_conditional_run_scores_classes(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setattr(features, "InceptionFeatures", ThumbFeatures)
+    flags = tiny_flags(tmp_path, dataset="mnist-sample", holdout=500, batch_size=16)
+    assert main(["train", *flags, "--conditional"]) == 0
+    run = next((tmp_path / "runs").iterdir())
+    out = tmp_path / "scores.json"
+    args = ["evaluate", str(run), "--num-samples", "200", "--metrics", "fid,ifid,accuracy"]
+    assert main([*args, "--json", str(out)]) == 0
+    metrics = json.loads(out.read_text())["metrics"]
+    assert set(metrics["ifid_per_class"]) == {str(c) for c in range(10)}
+    assert metrics["ifid"] == pytest.approx(np.mean(list(metrics["ifid_per_class"].values())))
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["real_accuracy"] > 0.5  # real digits
+    assert "ifid by class" in capsys.readouterr().out
+
+
+def test_class_metrics_of_an_unconditional_run_are_one_line(tmp_path: Path, capsys) -> None:
+    assert main(["train", *tiny_flags(tmp_path)]) == 0
+    run = next((tmp_path / "runs").iterdir())
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--metrics", "fid,accuracy", "--num-samples", "8"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "accuracy score a conditional model's classes" in err and "\n" not in err

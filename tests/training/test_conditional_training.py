@@ -1,0 +1,151 @@
+"""Class-conditional training: labels reach both networks, resume stays exact, torchrun slices
+keep each image with its label, and the run records its classes."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from conftest import tiny_flags, with_settings
+from dcgan.api import DCGAN
+from dcgan.cli import main
+from dcgan.config import Config
+from dcgan.data import ImageSet
+from dcgan.errors import ConfigError, DataError
+from dcgan.run.checkpoint import load_checkpoint
+from dcgan.run.rundir import latest_checkpoint
+from dcgan.training.batches import RealBatches
+from dcgan.training.loop import train
+from dcgan.training.state import build_state
+from dcgan.training.step import draw_labels
+
+CPU = torch.device("cpu")
+
+
+def load_png(path) -> torch.Tensor:
+    return torch.from_numpy(np.array(Image.open(path)))
+
+
+@pytest.fixture
+def conditional(tiny_config: Config) -> Config:
+    return with_settings(tiny_config, conditional=True, deterministic=True)
+
+
+@pytest.mark.parametrize("cond_g, cond_d", [("cbn", "projection"), ("concat", "concat")])
+def test_a_conditional_run_records_its_classes(conditional: Config, cond_g, cond_d) -> None:
+    cfg = with_settings(conditional, cond_g=cond_g, cond_d=cond_d, augment="translation")
+    result = train(cfg)
+    assert result.generator.cfg.num_classes == 10  # the built-in fake set's labels
+    assert result.class_names == tuple(str(c) for c in range(10))
+    saved = load_checkpoint(latest_checkpoint(result.run_dir))
+    assert saved.class_names == [str(c) for c in range(10)]
+    assert saved.model_config.num_classes == 10
+    meta = json.loads((result.run_dir / "generator.json").read_text())
+    assert meta["model"]["conditional"] and meta["class_names"] == saved.class_names
+    # the preview: one row per class, the same z down each column (N images -> N/10 columns)
+    grid = load_png(result.run_dir / "samples" / "step-000004.png")
+    side, columns = 16 + 2, -(-cfg.output.num_samples // 10)
+    assert grid.shape[:2] == (10 * side + 2, columns * side + 2)
+
+
+def test_an_unconditional_export_has_no_class_fields(tiny_config: Config) -> None:
+    run = train(tiny_config).run_dir
+    meta = json.loads((run / "generator.json").read_text())
+    assert "class_names" not in meta and "conditional" not in meta["model"]
+    assert "class_names" not in torch.load(latest_checkpoint(run), weights_only=True)
+
+
+def test_conditional_resume_is_bitwise(conditional: Config) -> None:
+    cfg = with_settings(conditional, steps=6, checkpoint_every=100, g_steps=2)
+    straight = train(cfg)
+    half = train(with_settings(cfg, steps=3))
+    resumed = train(with_settings(cfg, steps=6), resume=half.run_dir)
+    a = load_file(straight.run_dir / "generator.safetensors")
+    b = load_file(resumed.run_dir / "generator.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    d_a, d_b = straight.discriminator.state_dict(), resumed.discriminator.state_dict()
+    assert all(torch.equal(d_a[k], d_b[k]) for k in d_a)
+
+
+def labelled_set(n: int = 64) -> ImageSet:
+    """Image i is filled with the grey level i and labelled i mod 7: a label can be checked
+    against its image."""
+    images = torch.arange(n, dtype=torch.uint8).view(n, 1, 1, 1).expand(n, 1, 16, 16).clone()
+    return ImageSet(images, labels=torch.arange(n) % 7, class_names=tuple("abcdefg"))
+
+
+def test_torchrun_slices_keep_each_image_with_its_label(conditional: Config) -> None:
+    cfg = with_settings(conditional, batch_size=8)
+    data = labelled_set()
+    whole = RealBatches(data, with_settings(cfg, batch_size=16), CPU)
+    parts = [RealBatches(data, cfg, CPU, rank, 2) for rank in range(2)]
+    for number in range(6):
+        images = torch.cat([p(number) for p in parts])
+        labels = torch.cat([p.labels(number) for p in parts])
+        grey = ((images[:, 0, 0, 0] + 1) * 127.5).round().long()
+        assert torch.equal(labels, grey % 7)  # every image kept its own label
+        assert torch.equal(labels, whole.labels(number))  # the global batch of one process
+
+
+def test_fake_classes_do_not_depend_on_the_process_count(conditional: Config) -> None:
+    cfg = with_settings(conditional, num_classes=10)
+    state = build_state(cfg, CPU)
+    one = draw_labels(state, 8, cfg, slot=0)
+    halves = []
+    for rank in range(2):
+        state.rank, state.world = rank, 2
+        halves.append(draw_labels(state, 4, cfg, slot=0))
+    assert torch.equal(one, torch.cat(halves))
+    state.rank, state.world = 0, 1
+    assert not torch.equal(one, draw_labels(state, 8, cfg, slot=1))  # each call draws anew
+    assert int(one.min()) >= 0 and int(one.max()) < 10
+
+
+def test_given_images_train_with_their_labels(tmp_path) -> None:
+    data = labelled_set()
+    gan = DCGAN(image_size=16, ngf=8, ndf=8, nz=16, conditional=True, out=str(tmp_path))
+    gan.train(data.images, steps=2, labels=data.labels, batch_size=8)
+    assert gan.config.model.num_classes == 7 and gan.sampler.cfg.num_classes == 7
+    three = gan.generate_image(seed=1, index=2, label=3)
+    assert three.shape == (1, 16, 16)
+    assert not torch.equal(three, gan.generate_image(seed=1, index=2, label=4))
+    with pytest.raises(ConfigError, match="'9' is not a class"):
+        gan.generate_image(label=9)
+    with pytest.raises(ConfigError, match="carry no class labels"):
+        DCGAN(image_size=16, conditional=True, out=str(tmp_path)).train(data.images, steps=1)
+
+
+def test_labels_outside_num_classes_are_one_line(conditional: Config) -> None:
+    with pytest.raises(ConfigError, match=r"num_classes: 5, but the data's labels run from 0 to 9"):
+        train(with_settings(conditional, num_classes=5))
+
+
+def test_conditional_on_an_unlabelled_dataset_is_one_line(tmp_path, capsys) -> None:
+    flags = tiny_flags(tmp_path, dataset="celeba", data_root=str(tmp_path))
+    assert main(["train", *flags, "--conditional"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "celeba has no class labels" in err and "\n" not in err
+    with pytest.raises(DataError):
+        from dcgan.config import DataConfig
+        from dcgan.data import open_images
+
+        open_images(DataConfig(dataset="celeba", data_root=str(tmp_path)), 16, 1, labels=True)
+
+
+def test_generate_class_is_batch_size_independent(conditional: Config, tmp_path) -> None:
+    run = train(conditional).run_dir
+    outs = []
+    for batch in (1, 7):
+        out = tmp_path / f"b{batch}"
+        assert main(["generate", str(run), "--class", "3,5", "--num", "5", "--out", str(out),
+                     "--batch-size", str(batch)]) == 0  # fmt: skip
+        outs.append(out)
+    for name in ("3/000004.png", "5/000000.png"):
+        assert torch.equal(load_png(outs[0] / name), load_png(outs[1] / name))
+    # image i of every class comes from the same z, so only the class changes it
+    assert not torch.equal(load_png(outs[0] / "3/000001.png"), load_png(outs[0] / "5/000001.png"))
