@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
 from dcgan import latent
 from dcgan.config import Config, from_dict, merge, resolve, validate
@@ -24,7 +25,7 @@ from dcgan.run.checkpoint import (
     save_weights,
 )
 from dcgan.run.sources import load_sampler, read_run_config
-from dcgan.sampling import generate, parse_classes, write_images
+from dcgan.sampling import FixedClass, generate, parse_classes, write_images
 from dcgan.training.loop import TrainResult, train
 
 D_EXPORT = "discriminator.safetensors"
@@ -177,6 +178,14 @@ class DCGAN:
     def _classes(self, label: int | str) -> list[int]:
         return parse_classes(str(label), self.sampler.cfg.num_classes, self.class_names)
 
+    def _fixed(self, label: int | str | None) -> nn.Module:
+        """The sampler, or for a conditional model the sampler with its class fixed to `label`
+        (one-line errors when it is missing, unknown or given to an unconditional model)."""
+        sampler = self.sampler
+        if label is None and sampler.cfg.conditional:
+            raise ConfigError("label: this model is conditional; name the class of the images")
+        return sampler if label is None else FixedClass(sampler, self._classes(label)[0])
+
     # --- latent space: the same functions as `dcgan interpolate`, `arithmetic`, `walk`, `sweep`
 
     def interpolate(
@@ -187,15 +196,23 @@ class DCGAN:
         method: str | None = None,
         seed: int = 0,
         batch_size: int = 64,
+        label: int | str | tuple | None = None,
     ) -> torch.Tensor:
         """Images from image `i` to image `j` of `seed`: float (steps, C, S, S) in [0, 1].
 
         The first and last are exactly `generate_image(seed, i)` and `generate_image(seed, j)`.
         `method`: "slerp" (the great circle; the default for normal z) or "lerp" (the straight
-        line; the default for uniform z).
+        line; the default for uniform z). `label`: a conditional model's class, or a pair
+        (a, b) whose class embeddings are blended from a to b along the way.
         """
         dist = self.config.train.z_dist
-        images = latent.interpolate(self.sampler, [(i, j)], steps, method, seed, dist, batch_size)
+        if isinstance(label, tuple):
+            a, b = (self._classes(x)[0] for x in label)
+            g, pairs = self.sampler, [(i, j)]
+            images = latent.interpolate(g, pairs, steps, method, seed, dist, batch_size, (a, b))
+        else:
+            g = self._fixed(label)
+            images = latent.interpolate(g, [(i, j)], steps, method, seed, dist, batch_size)
         return _unit(images[0])
 
     def arithmetic(
@@ -207,14 +224,16 @@ class DCGAN:
         variations: int = 8,
         noise: float = 0.25,
         batch_size: int = 64,
+        label: int | str | None = None,
     ) -> latent.Arithmetic:
         """mean(A) - mean(B) + mean(C) on the z of images `a`, `b`, `c` of `seed` (the paper's
         figure 7). Returns float images in [0, 1]: `.exemplars` (three (n, C, S, S)), `.means`
         (3, C, S, S), `.result` (C, S, S) and `.variations` (variations, C, S, S), the result's
         z with `noise` times a seeded draw of z's distribution added."""
         record = latent.arithmetic(
-            self.sampler, a, b, c, seed, variations, noise, self.config.train.z_dist, batch_size
-        )
+            self._fixed(label), a, b, c, seed, variations, noise, self.config.train.z_dist,
+            batch_size,
+        )  # fmt: skip
         return record.map(_unit)
 
     def walk(
@@ -224,12 +243,13 @@ class DCGAN:
         seed: int = 0,
         method: str | None = None,
         batch_size: int = 64,
+        label: int | str | None = None,
     ) -> torch.Tensor:
         """A loop through images 0..keys-1 of `seed` and back to image 0 along great circles:
         float (frames, C, S, S) in [0, 1], frames about equally far apart in z, no jump from
         the last frame to the first."""
         dist = self.config.train.z_dist
-        images = latent.walk(self.sampler, frames, keys, seed, method, dist, batch_size)
+        images = latent.walk(self._fixed(label), frames, keys, seed, method, dist, batch_size)
         return _unit(images)
 
     def sweep(
@@ -241,11 +261,13 @@ class DCGAN:
         steps: int = 9,
         seed: int = 0,
         batch_size: int = 64,
+        label: int | str | None = None,
     ) -> torch.Tensor:
         """Image `index` of `seed` with one z dimension at a time set to each of `steps` values
         from `low` to `high`: float (len(dims), steps, C, S, S) in [0, 1]."""
         dist = self.config.train.z_dist
-        images = latent.sweep(self.sampler, index, dims, low, high, steps, seed, dist, batch_size)
+        g = self._fixed(label)
+        images = latent.sweep(g, index, dims, low, high, steps, seed, dist, batch_size)
         return _unit(images)
 
 

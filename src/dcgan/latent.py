@@ -19,7 +19,7 @@ from torch import nn
 
 from dcgan.errors import ConfigError
 from dcgan.images import add_row_labels, make_grid
-from dcgan.sampling import render
+from dcgan.sampling import class_blend, render
 from dcgan.seeding import STREAM_VARIATIONS, sample_z, seed_for, z_for_indices
 
 METHODS = ("slerp", "lerp")
@@ -208,11 +208,18 @@ def _finite(name: str, value: float) -> float:
 # --- experiments: z -> images ---------------------------------------------------------------------
 
 
-def render_all(generator: nn.Module, z: torch.Tensor, batch_size: int = 64) -> torch.Tensor:
-    """z (N, nz) -> uint8 images (N, C, S, S), `batch_size` at a time, G in eval mode."""
+def render_all(
+    generator: nn.Module,
+    z: torch.Tensor,
+    batch_size: int = 64,
+    labels: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """z (N, nz) (with a conditional G's class weights (N, K)) -> uint8 images (N, C, S, S),
+    `batch_size` at a time, G in eval mode."""
     check_at_least("batch_size", batch_size, 1)
+    parts = (slice(s, s + batch_size) for s in range(0, len(z), batch_size))
     return torch.cat(
-        [render(generator, z[s : s + batch_size]) for s in range(0, len(z), batch_size)]
+        [render(generator, z[p], None if labels is None else labels[p]) for p in parts]
     )
 
 
@@ -224,10 +231,14 @@ def interpolate(
     seed: int = 0,
     dist: str = "normal",
     batch_size: int = 64,
+    classes: tuple[int, int] | None = None,
 ) -> torch.Tensor:
     """uint8 images (P, steps, C, S, S): row p goes from image i to image j of `seed` for the
     pair (i, j) = pairs[p], at t = 0, 1 / (steps - 1), ..., 1. The first and last images are
-    `dcgan generate`'s images i and j exactly (the same z, the same eval-mode render)."""
+    `dcgan generate`'s images i and j exactly (the same z, the same eval-mode render).
+
+    classes (a, b): a conditional G's class goes from a to b along each row too (its class
+    embeddings blended linearly); with i = j that is the class interpolation at a fixed z."""
     method = resolve_method(method, dist)
     check_at_least("steps", steps, 2)
     if not pairs:
@@ -236,7 +247,10 @@ def interpolate(
     z = z_for_indices(seed, flat, generator.cfg.nz, dist).view(len(pairs), 2, -1)
     t = torch.arange(steps, dtype=torch.float64) / (steps - 1)
     path = INTERPOLATORS[method](z[:, 0], z[:, 1], t).transpose(0, 1)  # (P, steps, nz)
-    images = render_all(generator, path.reshape(len(pairs) * steps, -1), batch_size)
+    weights = None
+    if classes is not None:
+        weights = class_blend(generator.cfg.num_classes, *classes, t).repeat(len(pairs), 1)
+    images = render_all(generator, path.reshape(len(pairs) * steps, -1), batch_size, weights)
     return images.view(len(pairs), steps, *images.shape[1:])
 
 

@@ -38,6 +38,25 @@ def render(
         generator.train(was_training)
 
 
+class FixedClass(nn.Module):
+    """A conditional G with its class fixed: z (B, nz) -> images (B, C, S, S) of class
+    `label`, so every experiment here runs on it as on an unconditional G."""
+
+    def __init__(self, generator: nn.Module, label: int):
+        super().__init__()
+        self.generator, self.label, self.cfg = generator, label, generator.cfg
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        labels = torch.full((len(z),), self.label, dtype=torch.long, device=z.device)
+        return self.generator(z, labels)
+
+
+def class_blend(num_classes: int, a: int, b: int, t: torch.Tensor) -> torch.Tensor:
+    """Class weights (T, K) going from class a (t = 0) to class b (t = 1) in a straight line."""
+    one_hot = torch.eye(num_classes, dtype=torch.float32)
+    return torch.lerp(one_hot[a], one_hot[b], t.float()[:, None])
+
+
 def generate(
     generator: nn.Module,
     indices: Sequence[int],

@@ -192,7 +192,8 @@ def test_summary_and_layer_table_for_conditional_models(cond_g, cond_d) -> None:
         (None, "labels: none given; the model is conditional, pass int64 in 0..9"),
         (torch.tensor([0, 12]), "labels: 12 is outside 0..9 (the model's 10 classes)"),
         (torch.tensor([-1, 3]), "labels: -1 is outside 0..9"),
-        (torch.tensor([0.0, 1.0]), "labels: torch.float32 given, expected a torch.int64"),
+        (torch.tensor([0.0, 1.0]), "labels: class weights of shape (2,), expected (2, 10)"),
+        (torch.tensor([0, 1], dtype=torch.int32), "labels: torch.int32 given, expected"),
         ([0, 1], "labels: list given"),
         (torch.tensor([[0], [1]]), r"labels: shape (2, 1), expected (2,)"),
         (torch.tensor([0, 1, 2]), r"labels: shape (3,), expected (2,)"),
@@ -207,6 +208,21 @@ def test_bad_labels_are_refused_in_one_line(labels, message) -> None:
         with pytest.raises(ValueError) as info:
             model(x, labels)
         assert str(info.value).startswith(message) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("cond_g, cond_d", [("cbn", "projection"), ("concat", "concat")])
+def test_one_hot_class_weights_equal_labels_and_blends_lie_between(cond_g, cond_d) -> None:
+    cfg = cond_cfg(cond_g, cond_d)
+    torch.manual_seed(0)
+    g, d = Generator(cfg).eval(), Discriminator(cfg).eval()
+    z, labels = torch.randn(3, cfg.nz), torch.tensor([1, 4, 9])
+    one_hot = torch.nn.functional.one_hot(labels, cfg.num_classes).float()
+    assert torch.allclose(g(z, one_hot), g(z, labels), atol=1e-6)
+    x = torch.randn(3, cfg.channels, 16, 16)
+    assert torch.allclose(d(x, one_hot), d(x, labels), atol=1e-5)
+    half = (one_hot + torch.nn.functional.one_hot(labels.flip(0), cfg.num_classes)) / 2
+    blend = g(z, half)
+    assert not torch.allclose(blend, g(z, labels)) and blend.shape == (3, cfg.channels, 16, 16)
 
 
 def test_unconditional_model_refuses_labels() -> None:

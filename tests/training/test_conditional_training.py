@@ -149,3 +149,45 @@ def test_generate_class_is_batch_size_independent(conditional: Config, tmp_path)
         assert torch.equal(load_png(outs[0] / name), load_png(outs[1] / name))
     # image i of every class comes from the same z, so only the class changes it
     assert not torch.equal(load_png(outs[0] / "3/000001.png"), load_png(outs[0] / "5/000001.png"))
+
+
+def _ends(sheet: torch.Tensor, cols: int, side: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first and last tile of an interpolation sheet's first row (H, W) (labels on the left)."""
+    margin = sheet.shape[1] - (cols * (side + 2) + 2)
+    left = [margin + 2 + c * (side + 2) for c in (0, cols - 1)]
+    return tuple(sheet[2 : 2 + side, x : x + side] for x in left)
+
+
+def test_latent_commands_take_a_class(conditional: Config, tmp_path, capsys) -> None:
+    run = train(conditional).run_dir
+    gen = tmp_path / "gen"
+    assert main(["generate", str(run), "--class", "3,5", "--num", "3", "--out", str(gen)]) == 0
+    sheet = tmp_path / "i.png"
+    argv = ["interpolate", str(run), "0:2", "--steps", "3", "--out", str(sheet)]
+    assert main([*argv, "--class", "3"]) == 0
+    first, last = _ends(load_png(sheet), 3)
+    assert torch.equal(first, load_png(gen / "3/000000.png"))
+    assert torch.equal(last, load_png(gen / "3/000002.png"))
+    # 1:1 with --class 3:5 stays at z_1 and goes from class 3 to class 5
+    assert main(["interpolate", str(run), "1:1", "--steps", "3", "--out", str(sheet),
+                 "--class", "3:5"]) == 0  # fmt: skip
+    first, last = _ends(load_png(sheet), 3)
+    assert torch.equal(first, load_png(gen / "3/000001.png"))
+    assert torch.equal(last, load_png(gen / "5/000001.png"))
+    capsys.readouterr()
+    assert main(argv) == 2  # a conditional model needs its class
+    assert "name the class" in capsys.readouterr().err
+    assert main(["walk", str(run), "--out", str(tmp_path / "w.gif"), "--class", "3:5"]) == 2
+    assert "not a class" in capsys.readouterr().err  # a blend is for interpolate only
+
+
+def test_api_latent_functions_take_a_label(tmp_path) -> None:
+    data = labelled_set()
+    gan = DCGAN(image_size=16, ngf=8, ndf=8, nz=16, conditional=True, out=str(tmp_path))
+    gan.train(data.images, steps=2, labels=data.labels, batch_size=8)
+    path = gan.interpolate(0, 1, steps=3, label=(0, "2"))
+    assert torch.equal(path[0], gan.generate_image(0, 0, label=0))
+    assert torch.equal(path[-1], gan.generate_image(0, 1, label=2))
+    assert gan.walk(frames=4, keys=2, label=2).shape == (4, 1, 16, 16)
+    with pytest.raises(ConfigError, match="name the class"):
+        gan.sweep(0, [0])

@@ -31,6 +31,13 @@ def _common(p: argparse.ArgumentParser, out_help: str, gif: bool = False) -> Non
     p.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps")
     p.add_argument("--zoom", type=int, default=1, help="enlarge the output K times (crisp pixels)")
+    blend = ", or A:B to blend from class A to class B along each row" if gif else ""
+    p.add_argument(
+        "--class",
+        dest="classes",
+        metavar="CLASS",
+        help=f"conditional models: the class of every image (7, or a name such as cat){blend}",
+    )
     if gif:
         p.add_argument("--fps", type=float, default=20.0, help="GIF frames per second")
 
@@ -56,12 +63,37 @@ def _checked(ns: argparse.Namespace, suffixes: tuple[str, ...]) -> None:
 
 
 def _load(ns: argparse.Namespace) -> tuple[torch.nn.Module, str]:
-    """G on the chosen device (checked first) and its z distribution."""
-    from dcgan.run.sources import load_generator
+    """G on the chosen device (checked first) and its z distribution; a conditional G with
+    its class fixed to --class (see `_load_blend` for A:B)."""
+    generator, dist, _ = _load_blend(ns, blend_ok=False)
+    return generator, dist
+
+
+def _load_blend(
+    ns: argparse.Namespace, blend_ok: bool = True
+) -> tuple[torch.nn.Module, str, tuple[int, int] | None]:
+    """G on the chosen device, its z distribution, and for --class A:B the two classes (G
+    then stays unfixed: the caller blends its class along the path)."""
+    from dcgan.run.sources import load_sampler
+    from dcgan.sampling import FixedClass, parse_classes
 
     device = pick_device(ns.device)
-    generator, dist = load_generator(ns.source)
-    return generator.to(device), dist
+    generator, dist, names = load_sampler(ns.source)
+    k = generator.cfg.num_classes
+    if ns.classes is None:
+        if generator.cfg.conditional:
+            raise ConfigError(
+                f"--class: {ns.source} is a conditional model; name the class (0..{k - 1}"
+                f"{' or a name' if names else ''}){' or A:B' if blend_ok else ''}"
+            )
+        return generator.to(device), dist, None
+    parts = ns.classes.split(":") if blend_ok else [ns.classes]
+    classes = [c for part in parts for c in parse_classes(part, k, names)]
+    if len(classes) != len(parts):
+        raise ConfigError(f"--class: {ns.classes!r} names {len(classes)} classes; give one")
+    if len(classes) == 2:
+        return generator.to(device), dist, (classes[0], classes[1])
+    return FixedClass(generator, classes[0]).to(device), dist, None
 
 
 def _write(ns: argparse.Namespace, write: Callable[[Path], object], what: str) -> int:
@@ -144,8 +176,10 @@ def run_interpolate(ns: argparse.Namespace) -> int:
     if ns.method is not None:
         latent.resolve_method(ns.method, "normal")
     _checked(ns, (".png", ".gif"))
-    generator, dist = _load(ns)
-    images = latent.interpolate(generator, pairs, ns.steps, ns.method, ns.seed, dist, ns.batch_size)
+    generator, dist, blend = _load_blend(ns)
+    images = latent.interpolate(
+        generator, pairs, ns.steps, ns.method, ns.seed, dist, ns.batch_size, blend
+    )
     if ns.out.suffix.lower() == ".gif":
         write = _save_gif(ns, latent.there_and_back(images))
     else:

@@ -46,6 +46,13 @@ class ClassEmbedding(nn.Embedding):
         super().__init__(num_classes, dim)
         self.init_mean, self.init_std = mean, std
 
+    def forward(self, labels: torch.Tensor) -> torch.Tensor:
+        """labels int64 (B,) -> rows (B, dim); or class weights float (B, num_classes) -> their
+        weighted sums of rows (a blend of classes, for interpolating between them)."""
+        if labels.is_floating_point():
+            return labels.to(self.weight.dtype) @ self.weight
+        return super().forward(labels)
+
 
 class ConditionalBatchNorm2d(nn.Module):
     """BatchNorm2d whose scale and shift are looked up per class (de Vries et al. 2017).
@@ -81,6 +88,11 @@ def check_labels(cfg: ModelConfig, labels: torch.Tensor | None, batch: int) -> N
     valid = f"0..{k - 1} (the model's {k} classes)"
     if labels is None:
         raise ValueError(f"labels: none given; the model is conditional, pass int64 in {valid}")
+    if isinstance(labels, torch.Tensor) and labels.is_floating_point():
+        if tuple(labels.shape) != (batch, k):  # class weights: a blend per sample
+            raise ValueError(f"labels: class weights of shape {tuple(labels.shape)}, expected "
+                             f"({batch}, {k})")  # fmt: skip
+        return
     if not isinstance(labels, torch.Tensor) or labels.dtype != torch.int64:
         kind = labels.dtype if isinstance(labels, torch.Tensor) else type(labels).__name__
         raise ValueError(f"labels: {kind} given, expected a torch.int64 tensor of {valid}")
@@ -216,7 +228,10 @@ class Discriminator(nn.Module):
 
 def _one_hot_maps(labels: torch.Tensor, num_classes: int, like: torch.Tensor) -> torch.Tensor:
     """labels (B,) -> (B, num_classes, S, S) constant one-hot planes in `like`'s dtype and size."""
-    one_hot = nn.functional.one_hot(labels, num_classes).to(like.dtype)
+    if labels.is_floating_point():  # class weights (B, K): already a (soft) one-hot
+        one_hot = labels.to(like.dtype)
+    else:
+        one_hot = nn.functional.one_hot(labels, num_classes).to(like.dtype)
     return one_hot[:, :, None, None].expand(-1, -1, *like.shape[-2:])
 
 
