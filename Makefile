@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch first and pinned: a CPU build is served for this version; GPU users keep their own.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo test test-fast test-browser lint clean
+.PHONY: demo demo-conditional test test-fast test-browser lint clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,11 @@ $(VENV)/.installed: $(BIN)/activate pyproject.toml
 	touch $@
 
 demo: $(VENV)/.installed
-	$(BIN)/dcgan train --config configs/demo.yaml --out runs/demo
+	$(BIN)/dcgan train --config configs/demo.yaml --out runs/demo --tensorboard
+
+# The same recipe, class-conditional: one row per digit in the previews.
+demo-conditional: $(VENV)/.installed
+	$(BIN)/dcgan train --config configs/demo-conditional.yaml --out runs/demo-conditional
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest -q

@@ -156,15 +156,15 @@ def row_basis(x: np.ndarray) -> np.ndarray | None:
     return (eigvecs[:, keep] / np.sqrt(eigvals[keep])).T @ x
 
 
-def fit_grid(x: np.ndarray, y: np.ndarray) -> list[_Linear]:
-    """One L2 logistic regression per C in C_GRID on raw training features x (n, F)."""
+def fit_grid(x: np.ndarray, y: np.ndarray, grid: tuple[float, ...] = C_GRID) -> list[_Linear]:
+    """One L2 logistic regression per C in `grid` on raw training features x (n, F)."""
     scaler = StandardScaler().fit(x)  # fitted on the training draw only
     z = scaler.transform(x).astype(np.float64)
     basis = row_basis(z)
     z = z if basis is None else z @ basis.T
     mean, scale = scaler.mean_.astype(np.float32), scaler.scale_.astype(np.float32)
     fits = []
-    for c in C_GRID:
+    for c in grid:
         model = LogisticRegression(C=c, max_iter=MAX_ITER).fit(z, y)
         w = model.coef_ if basis is None else model.coef_ @ basis
         b = model.intercept_.astype(np.float32)
