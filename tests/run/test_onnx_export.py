@@ -114,6 +114,8 @@ def test_cli_exports_a_run_checkpoint_and_safetensors(tmp_path: Path, capsys) ->
         (["export", "{tmp}/run", "--format", "onnx", "--opset", "99"], "--opset:"),
         (["export", "{tmp}/run", "--format", "onnx", "--out", "{tmp}/g.txt"], "--out:"),
         (["export", "{tmp}/run/generator.json", "--format", "onnx"], "generator.json"),
+        (["export", "{tmp}/run", "--format", "safetensors"], "the source's own export"),
+        (["export", "{tmp}/run/generator.safetensors", "--format", "safetensors"], "own export"),
     ],
 )
 def test_errors_are_one_line(tmp_path: Path, capsys, argv: list[str], expected: str) -> None:

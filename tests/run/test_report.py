@@ -75,6 +75,13 @@ def test_not_a_directory_is_one_line(tmp_path: Path, capsys) -> None:
     assert err.count("\n") == 1 and "RUN:" in err
 
 
+def test_out_must_be_html_so_no_run_file_is_overwritten(run: Path, capsys) -> None:
+    before = (run / "generator.safetensors").read_bytes()
+    assert main(["report", str(run), "--out", str(run / "generator.safetensors")]) == 2
+    assert "the report is a .html file" in capsys.readouterr().err
+    assert (run / "generator.safetensors").read_bytes() == before
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary")
 def test_report_renders_in_chromium(run: Path, tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ def export_arguments(p: argparse.ArgumentParser) -> None:
 
 def run_export(ns: argparse.Namespace) -> int:
     from dcgan.errors import ConfigError
+    from dcgan.run.checkpoint import EXPORT_NAME
     from dcgan.run.onnx_export import DEFAULT_OPSET, FORMATS, default_out, export
 
     if ns.format not in FORMATS:
@@ -38,6 +39,11 @@ def run_export(ns: argparse.Namespace) -> int:
         raise ConfigError("--opset: only for --format onnx")
     out = ns.out if ns.out is not None else default_out(ns.source, ns.format)
     check_output("--out", out)
+    own = [ns.source, ns.source / EXPORT_NAME] if ns.source.is_dir() else [ns.source]
+    if any(out.resolve() == p.resolve() for p in own):
+        raise ConfigError(
+            f"--out: {out} is the source's own export; write the copy elsewhere (--out FILE)"
+        )
     done = export(ns.source, ns.format, out, ns.opset or DEFAULT_OPSET)
     if done.max_abs_diff is None:
         print(f"wrote {done.path} (+ {done.path.with_suffix('.json').name}, README.md)")
@@ -55,9 +61,12 @@ def report_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run_report(ns: argparse.Namespace) -> int:
+    from dcgan.errors import ConfigError
     from dcgan.run.report import write_report
 
     out = ns.out if ns.out is not None else ns.run / "report.html"
+    if out.suffix.lower() not in (".html", ".htm"):  # never over a run's other files
+        raise ConfigError(f"--out: {out}: the report is a .html file; give a name ending .html")
     check_output("--out", out)
     path, problems = write_report(ns.run, out)
     note = f"; {problems} section(s) say what is missing or damaged" if problems else ""
