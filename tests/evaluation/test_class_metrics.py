@@ -88,3 +88,18 @@ def test_class_metrics_of_an_unconditional_run_are_one_line(tmp_path: Path, caps
     assert main(["evaluate", str(run), "--metrics", "fid,accuracy", "--num-samples", "8"]) == 2
     err = capsys.readouterr().err.strip()
     assert "accuracy score a conditional model's classes" in err and "\n" not in err
+
+
+def test_the_probe_reads_a_projection_d_and_refuses_a_concat_one(tmp_path: Path, capsys) -> None:
+    for cond_d in ("projection", "concat"):
+        out = tmp_path / cond_d
+        flags = tiny_flags(out, dataset="mnist-sample", batch_size=16)
+        assert main(["train", *flags, "--conditional", "--cond-d", cond_d]) == 0
+        run = next((out / "runs").iterdir())
+        capsys.readouterr()
+        code = main(["probe", str(run), "--labels-per-class", "5", "--draws", "1"])
+        err = capsys.readouterr().err.strip()
+        if cond_d == "projection":
+            assert code == 0, err
+        else:
+            assert code == 2 and "the class is what the probe predicts" in err and "\n" not in err

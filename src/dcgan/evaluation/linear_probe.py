@@ -68,7 +68,12 @@ def d_features(
 def _pooled(discriminator: Discriminator, batch: torch.Tensor) -> torch.Tensor:
     """uint8 (B, C, S, S) -> float32 (B, F) on the CPU."""
     x = batch.float().div_(127.5).sub_(1.0)  # [-1, 1], as D saw real images in training
-    _, blocks = discriminator.forward_features(x)
+    labels = None
+    if (
+        discriminator.cfg.conditional
+    ):  # a projection: the blocks never see the class, the logit does
+        labels = torch.zeros(len(x), dtype=torch.long, device=x.device)
+    _, blocks = discriminator.forward_features(x, labels)
     # A block already at 4x4 or smaller has nothing to pool.
     pooled = [F.adaptive_max_pool2d(b, POOLED) if b.shape[-1] > POOLED else b for b in blocks]
     return torch.cat([p.flatten(1) for p in pooled], 1).float().cpu()

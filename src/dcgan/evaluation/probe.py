@@ -14,6 +14,7 @@ import torch
 from dcgan.config import DataConfig
 from dcgan.data.catalogue import CATALOGUE
 from dcgan.data.dataset import open_images
+from dcgan.errors import ConfigError
 from dcgan.evaluation.linear_probe import (
     probe_discriminator,
     random_discriminator_like,
@@ -54,6 +55,11 @@ def probe_run(
 ) -> dict[str, Any]:
     """Probe a run's D and a freshly initialised D of the same shape; a JSON record."""
     m = discriminator.cfg
+    if m.conditional and m.cond_d == "concat":
+        raise ConfigError(
+            "probe: this D takes the class as input maps, and the class is what the probe "
+            "predicts; probe an unconditional run or one trained with --cond-d projection"
+        )
     sets = pool_and_test(data, m.image_size, m.channels, seed)
     trained = discriminator.to(device)
     results = {
