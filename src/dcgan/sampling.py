@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 import torch
@@ -121,7 +121,8 @@ def write_images(
             for i, image in zip(chunk, images, strict=True)
         )
         captions = [f"{n} {i}" for n in names for i in range(num)]
-        return _write(batches, out_dir, grid, captions if index_labels else None, nrow=num)
+        shown = _shown(batches, num * len(classes), batch_size)
+        return _write(shown, out_dir, grid, captions if index_labels else None, nrow=num)
     labels = None
     if conditional:
         labels = [classes[0]] * num if classes else balanced_labels(num, generator.cfg.num_classes)
@@ -131,11 +132,22 @@ def write_images(
         for i, image in zip(chunk, images, strict=True)
     )
     captions = [str(i) for i in range(num)] if index_labels else None
-    return _write(batches, out_dir, grid, captions)
+    return _write(_shown(batches, num, batch_size), out_dir, grid, captions)
+
+
+# More batches than this take long enough to show a progress bar.
+FEW_BATCHES = 4
+
+
+def _shown(named: Iterator, total: int, batch_size: int) -> Iterable:
+    """`named` behind a progress bar when it spans more than a few batches."""
+    if total <= FEW_BATCHES * batch_size:
+        return named
+    return bar(named, total=total, desc="generating", unit="img")
 
 
 def _write(
-    named: Iterator[tuple[str, torch.Tensor]],
+    named: Iterable[tuple[str, torch.Tensor]],
     out_dir: Path,
     grid: str | Path | None,
     captions: list[str] | None,
@@ -143,7 +155,7 @@ def _write(
 ) -> list[Path]:
     """Save each (name, image (C, S, S)) as out_dir/name.png, and all as one grid."""
     paths, kept = [], []
-    for name, image in bar(named, desc="generating", unit="img", delay=0.5):
+    for name, image in named:
         paths.append(save_png(image, out_dir / f"{name}.png"))
         if grid is not None:
             kept.append(image)
