@@ -5,7 +5,8 @@ finds for the images, one per source item (for a folder: one per image file, bef
 files are skipped), so a split ("train", "test", or "all" = train then test) lines up by
 construction; counts are checked against the images anyway. `decode_dataset` caches them beside
 the decoded images and drops a skipped file's label with its image (`for_decoded`);
-`load_labels` is the linear probe's entry.
+`load_labels` reads the labels alone (`open_images(..., labels=True)` gives them with the
+images, as training and the probe take them).
 """
 
 from __future__ import annotations
