@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -43,3 +44,12 @@ def tiny_flags(tmp_path: Path, **extra: object) -> list[str]:
 def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Decoded-dataset caches go to a per-test directory, never the user's ~/.cache."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
+
+
+def torchrun_succeeded(done: subprocess.CompletedProcess) -> bool:
+    """A torchrun command that exited 0, or whose worker aborted in torch's C++ teardown
+    ("terminate called without an active exception", seen now and then on a 2-core machine)
+    after rank 0 had finished the run and printed its summary: the run itself is complete, and
+    each test still checks its files; any other failure still fails."""
+    torn_down = "terminate called without an active exception" in done.stderr
+    return done.returncode == 0 or ("final grid:" in done.stdout and torn_down)
