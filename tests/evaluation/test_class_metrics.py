@@ -8,27 +8,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch.nn.functional as F
 
-from conftest import tiny_flags
+from conftest import ThumbnailFeatures, tiny_flags
 from dcgan.cli import main
 from dcgan.evaluation import features
 from dcgan.evaluation.conditional import classifier_accuracy, intra_fid, sample_fid
 from dcgan.evaluation.metrics import feature_stats, fid
 
 
-class ThumbFeatures:
-    """Stands in for Inception: 4x4 grey thumbnails as 16-d features."""
+class CountingFeatures(ThumbnailFeatures):
+    """The thumbnail stand-in, counting the images it is given."""
 
-    sha256 = "1" * 64
-    resize = "area-4"
-
-    def __init__(self, device: object = None, batch_size: int = 0) -> None:
-        pass
+    images = 0
 
     def __call__(self, images) -> np.ndarray:
-        x = F.adaptive_avg_pool2d(images.float().mean(1, keepdim=True) / 255, 4)
-        return x.flatten(1).double().numpy()
+        CountingFeatures.images += len(images)
+        return super().__call__(images)
 
 
 def test_sample_fid_is_the_fid_and_stays_exact_with_few_samples() -> None:
@@ -67,13 +62,15 @@ def test_intra_fid_scores_each_class_against_its_own() -> None:
 
 
 def test_evaluate_a_conditional_run_scores_classes(tmp_path: Path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(features, "InceptionFeatures", ThumbFeatures)
+    monkeypatch.setattr(features, "InceptionFeatures", CountingFeatures)
     flags = tiny_flags(tmp_path, dataset="mnist-sample", holdout=500, batch_size=16)
     assert main(["train", *flags, "--conditional"]) == 0
     run = next((tmp_path / "runs").iterdir())
     out = tmp_path / "scores.json"
     args = ["evaluate", str(run), "--num-samples", "200", "--metrics", "fid,ifid,accuracy"]
+    CountingFeatures.images = 0
     assert main([*args, "--json", str(out)]) == 0
+    assert CountingFeatures.images == 200 + 200  # the reference's features serve the classes too
     metrics = json.loads(out.read_text())["metrics"]
     assert set(metrics["ifid_per_class"]) == {str(c) for c in range(10)}
     assert metrics["ifid"] == pytest.approx(np.mean(list(metrics["ifid_per_class"].values())))

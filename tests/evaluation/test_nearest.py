@@ -9,12 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from conftest import ThumbnailFeatures
 from dcgan.config import Config, DataConfig, merge
 from dcgan.evaluation import features
 from dcgan.evaluation.nearest import nearest_grid, nearest_indices
@@ -24,20 +23,6 @@ from dcgan.seeding import z_for_indices
 
 SIZE, PAD = 16, 2
 CPU = torch.device("cpu")
-
-
-class ThumbnailFeatures:
-    """Stands in for Inception: 4x4 grey thumbnails, whose neighbours differ from the pixels'."""
-
-    sha256 = "1" * 64
-    resize = "area-4"
-
-    def __init__(self, device: object = None, batch_size: int = 0) -> None:
-        pass
-
-    def __call__(self, images: torch.Tensor) -> np.ndarray:
-        x = F.adaptive_avg_pool2d(images.float().mean(1, keepdim=True) / 255, 4).flatten(1)
-        return x.double().numpy()
 
 
 def brute_force(queries: torch.Tensor, pool: torch.Tensor, k: int) -> torch.Tensor:

@@ -36,10 +36,10 @@ def evaluate_arguments(e: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(ns: argparse.Namespace) -> int:
-    from dcgan.evaluation.conditional import CLASS_METRICS, labelled_reference
+    from dcgan.evaluation.conditional import CLASS_METRICS, reference_labels
     from dcgan.evaluation.evaluate import check_counts, evaluate, format_table, parse_metrics
     from dcgan.evaluation.features import InceptionFeatures
-    from dcgan.evaluation.reference import load_reference, reference_features
+    from dcgan.evaluation.reference import load_reference, real_images, reference_features
     from dcgan.run.sources import load_generator
 
     positive(num_samples=ns.num_samples, num_real=ns.num_real)
@@ -64,17 +64,16 @@ def run_evaluate(ns: argparse.Namespace) -> int:
         fix = "recompute it with dcgan ref-stats --num-real N"
         check_counts(metrics, {str(ns.ref_stats): len(ref.feats)}, fix)
     extractor = InceptionFeatures(device=device)
+    if ref is None or wanted:  # real images are read: from the run's data and the flags
+        size, channels = generator.cfg.image_size, generator.cfg.channels
+        count = ns.num_real or ns.num_samples
+        drawn = (data_config(ns, cfg), size, channels, ns.reference, count)
     if ref is None:
-        size, channels = generator.cfg.image_size, generator.cfg.channels
-        data = data_config(ns, cfg)
-        count = ns.num_real or ns.num_samples
-        ref = reference_features(extractor, data, size, channels, ns.reference, count)
+        ref = reference_features(extractor, *drawn)
     labelled = None
-    if set(metrics) & set(CLASS_METRICS):
-        size, channels = generator.cfg.image_size, generator.cfg.channels
-        count = ns.num_real or ns.num_samples
-        data = data_config(ns, cfg)
-        labelled = labelled_reference(extractor, data, size, channels, ns.reference, count)
+    if wanted:  # the reference's own images, with their labels: no second feature pass
+        feats = ref.feats if ns.ref_stats is None else extractor(real_images(*drawn)[0])
+        labelled = (feats, reference_labels(*drawn))
     record = evaluate(
         generator.to(device), z_dist, ref, extractor, ns.num_samples, metrics, ns.seed, labelled
     )

@@ -14,14 +14,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 from threadpoolctl import threadpool_limits
 
 from dcgan.config import DataConfig
 from dcgan.data import open_images
 from dcgan.evaluation.linear_probe import C_GRID, fit_grid
-from dcgan.evaluation.reference import reference_part
-from dcgan.seeding import REFERENCE_SEED
+from dcgan.evaluation.reference import reference_part, reference_rows
 
 CLASS_METRICS = ("ifid", "accuracy")
 # The real labelled images: half fit the classifier (its penalty chosen on a quarter of that
@@ -29,16 +27,14 @@ CLASS_METRICS = ("ifid", "accuracy")
 FIT_FRACTION, VALIDATION_FRACTION = 0.5, 0.25
 
 
-def labelled_reference(
-    extractor, cfg: DataConfig, size: int, channels: int, reference: str, count: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Features (n, 2048) and labels (n,) of up to `count` real images of the reference part,
-    the same images (in the same fixed random order) the FID reference draws."""
+def reference_labels(
+    cfg: DataConfig, size: int, channels: int, reference: str, count: int
+) -> np.ndarray:
+    """Labels (n,) of the real images `reference.real_images` draws for the same arguments:
+    the same rows in the same order, so they line up with the FID reference's features."""
     data_cfg, part = reference_part(cfg, reference)
     images = open_images(data_cfg, size, channels, part, labels=True)
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(REFERENCE_SEED))
-    picked = order[: min(count, len(images))].sort().values
-    return extractor(images.take(picked)), images.take_labels(picked).numpy()
+    return images.take_labels(reference_rows(len(images), count)).numpy()
 
 
 def class_scores(

@@ -62,9 +62,14 @@ def real_images(
     """Up to `count` real images uint8 (n, C, S, S) of the reference, in a fixed random order."""
     data_cfg, part = reference_part(cfg, reference)
     images = open_images(data_cfg, size, channels, part)
-    order = torch.randperm(len(images), generator=torch.Generator().manual_seed(REFERENCE_SEED))
-    picked = order[: min(count, len(images))].sort().values
+    picked = reference_rows(len(images), count)
     return images.take(picked), f"{data_cfg.dataset}:{data_cfg.split}:{part}"
+
+
+def reference_rows(n: int, count: int) -> torch.Tensor:
+    """The rows (up to `count` of `n`, sorted) a reference draws: a fixed random choice."""
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(REFERENCE_SEED))
+    return order[: min(count, n)].sort().values
 
 
 def images_sha256(images: torch.Tensor) -> str:

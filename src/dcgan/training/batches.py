@@ -61,12 +61,12 @@ def with_classes(cfg: Config, data: ImageSet) -> Config:
             f"--conditional: the training images ({data.source or 'given in Python'}) carry no "
             "class labels; give a labelled dataset or labels"
         )
-    labels = data.tensor_labels()
-    found = data.num_classes or int(labels.max()) + 1
-    if m.num_classes and (int(labels.max()) >= m.num_classes or int(labels.min()) < 0):
+    lo, hi = (int(v) for v in torch.aminmax(data.tensor_labels()))
+    found = data.num_classes or hi + 1
+    if m.num_classes and (hi >= m.num_classes or lo < 0):
         raise ConfigError(
-            f"num_classes: {m.num_classes}, but the data's labels run from {int(labels.min())} "
-            f"to {int(labels.max())}; leave --num-classes at 0 to take the data's {found}"
+            f"num_classes: {m.num_classes}, but the data's labels run from {lo} to {hi}; leave "
+            f"--num-classes at 0 to take the data's {found}"
         )
     if m.num_classes:
         return cfg
