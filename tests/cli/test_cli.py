@@ -62,3 +62,42 @@ def test_summary_command(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "(1, 3, 64, 64)" in done.stdout and "Discriminator" in done.stdout
+
+
+class _Left(Exception):
+    """Raised by the stand-in for os._exit, carrying its code."""
+
+
+@pytest.mark.parametrize(
+    ("stopped_by", "rank", "code"), [(None, 0, 0), (None, 1, 0), ("SIGINT", 1, 130)]
+)
+def test_a_torchrun_worker_leaves_without_torchs_teardown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys, stopped_by, rank, code
+) -> None:
+    """Under torchrun, a finished or stopped run ends with os._exit(its code) after flushing,
+    so torch's C++ teardown at interpreter exit cannot turn it into a failed worker."""
+    import types
+
+    from dcgan.cli import main
+    from dcgan.training import loop
+
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "samples" / "step-000004.png").write_bytes(b"")
+    result = types.SimpleNamespace(stopped_by=stopped_by, run_dir=tmp_path)
+    monkeypatch.setattr(loop, "train", lambda cfg, resume=None, from_step=None: result)
+    env = {"RANK": str(rank), "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
+    env |= {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    def leave(status: int) -> None:
+        raise _Left(status)
+
+    monkeypatch.setattr(os, "_exit", leave)
+    with pytest.raises(_Left) as left:
+        main(["train", *tiny_flags(tmp_path)])
+    assert left.value.args == (code,)
+    assert ("final grid:" in capsys.readouterr().out) == (rank == 0 and stopped_by is None)
+    for name in env:
+        monkeypatch.delenv(name)
+    assert main(["train", *tiny_flags(tmp_path)]) == code  # outside torchrun: a plain return

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 from pathlib import Path
 
 from dcgan.cli.common import Command, add_config_flags, config_flags
@@ -26,7 +28,7 @@ def train_arguments(t: argparse.ArgumentParser) -> None:
 def run_train(ns: argparse.Namespace) -> int:
     from dcgan.run.rundir import SAMPLES_DIR
     from dcgan.run.sources import read_run_config
-    from dcgan.training.distributed import env_rank
+    from dcgan.training.distributed import env_rank, launched_by_torchrun
     from dcgan.training.guards import EXIT_CODES
     from dcgan.training.loop import train
 
@@ -47,14 +49,28 @@ def run_train(ns: argparse.Namespace) -> int:
         return 0
     result = train(cfg, resume=ns.resume, from_step=ns.from_step)
     if result.stopped_by is not None:
-        return EXIT_CODES[result.stopped_by]
-    if env_rank() != 0:
-        return 0  # rank 0 reports for the whole group
-    samples = result.run_dir / SAMPLES_DIR
-    print(f"run directory: {result.run_dir}")
-    print(f"samples:       {samples}")
-    print(f"final grid:    {sorted(samples.glob('step-*.png'))[-1]}")
-    return 0
+        code = EXIT_CODES[result.stopped_by]
+    elif env_rank() == 0:  # rank 0 reports for the whole group
+        samples = result.run_dir / SAMPLES_DIR
+        print(f"run directory: {result.run_dir}")
+        print(f"samples:       {samples}")
+        print(f"final grid:    {sorted(samples.glob('step-*.png'))[-1]}")
+        code = 0
+    else:
+        code = 0
+    if launched_by_torchrun():
+        leave_now(code)
+    return code
+
+
+def leave_now(code: int) -> None:
+    """End a torchrun worker whose run is over: every file is closed and the process group
+    destroyed by now, but torch's C++ teardown of gloo at interpreter exit now and then aborts
+    ("terminate called without an active exception"), which torchrun reports as a failed
+    worker after a complete run. Nothing is left to finalise, so skip that teardown."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def summary_arguments(s: argparse.ArgumentParser) -> None:
