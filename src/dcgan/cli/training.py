@@ -48,16 +48,12 @@ def run_train(ns: argparse.Namespace) -> int:
         print(dump_yaml(cfg), end="")
         return 0
     result = train(cfg, resume=ns.resume, from_step=ns.from_step)
-    if result.stopped_by is not None:
-        code = EXIT_CODES[result.stopped_by]
-    elif env_rank() == 0:  # rank 0 reports for the whole group
+    code = 0 if result.stopped_by is None else EXIT_CODES[result.stopped_by]
+    if result.stopped_by is None and env_rank() == 0:  # rank 0 reports for the whole group
         samples = result.run_dir / SAMPLES_DIR
         print(f"run directory: {result.run_dir}")
         print(f"samples:       {samples}")
         print(f"final grid:    {sorted(samples.glob('step-*.png'))[-1]}")
-        code = 0
-    else:
-        code = 0
     if launched_by_torchrun():
         leave_now(code)
     return code
@@ -65,9 +61,10 @@ def run_train(ns: argparse.Namespace) -> int:
 
 def leave_now(code: int) -> None:
     """End a torchrun worker whose run is over: every file is closed and the process group
-    destroyed by now, but torch's C++ teardown of gloo at interpreter exit now and then aborts
-    ("terminate called without an active exception"), which torchrun reports as a failed
-    worker after a complete run. Nothing is left to finalise, so skip that teardown."""
+    destroyed by now, but torch's C++ teardown as the interpreter exits now and then aborts
+    ("terminate called without an active exception": a thread still joinable when its owner
+    is destroyed), which torchrun reports as a failed worker after a complete run. Nothing of
+    ours is left to finalise, so skip that teardown."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
