@@ -59,14 +59,26 @@ def torchrun_succeeded(done: subprocess.CompletedProcess) -> bool:
 
 
 class ThumbnailFeatures:
-    """Stands in for Inception: 4x4 grey thumbnails, whose neighbours differ from the pixels'."""
+    """Stands in for Inception: `side` x `side` grey thumbnails, whose neighbours differ from
+    the pixels'; with `squares`, their squares follow. `calls` counts the batches it was given."""
 
     sha256 = "1" * 64
     resize = "area-4"
+    side = 4
+    squares = False
 
     def __init__(self, device: object = None, batch_size: int = 0) -> None:
-        pass
+        self.calls = 0
 
     def __call__(self, images: torch.Tensor) -> np.ndarray:
-        x = F.adaptive_avg_pool2d(images.float().mean(1, keepdim=True) / 255, 4).flatten(1)
-        return x.double().numpy()
+        self.calls += 1
+        x = F.adaptive_avg_pool2d(images.float().mean(1, keepdim=True) / 255, self.side)
+        x = x.flatten(1)
+        return (torch.cat([x, x**2], 1) if self.squares else x).double().numpy()
+
+
+class PixelFeatures(ThumbnailFeatures):
+    """The thumbnails and their squares, 32 features, as another network (its own sha256)."""
+
+    sha256 = "0" * 64
+    squares = True

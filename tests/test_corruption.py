@@ -29,10 +29,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 import datafiles
-from conftest import tiny_flags
+from conftest import PixelFeatures, tiny_flags
 from dcgan.cli import main
 from dcgan.config import RESUMABLE_FIELDS, diff, to_dict
 from dcgan.evaluation import features
@@ -101,20 +100,6 @@ def deflate_bomb(name: str) -> bytes:
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr(name, bytes(64 << 20))
     return buffer.getvalue()
-
-
-class PixelFeatures:
-    """Stands in for Inception: 4x4 grey thumbnails and their squares, 32 features."""
-
-    sha256 = "0" * 64
-    resize = "area-4"
-
-    def __init__(self, device: object = None, batch_size: int = 0) -> None:
-        pass
-
-    def __call__(self, images: torch.Tensor) -> np.ndarray:
-        x = F.adaptive_avg_pool2d(images.float().mean(1, keepdim=True) / 255, 4).flatten(1)
-        return torch.cat([x, x**2], 1).double().numpy()
 
 
 @contextlib.contextmanager

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
+import conftest
 from dcgan.cli import main
 from dcgan.config import Config, DataConfig, merge
 from dcgan.errors import ConfigError
@@ -33,19 +33,11 @@ from dcgan.run.sources import load_generator
 from dcgan.training.loop import train
 
 
-class PixelFeatures:
+class PixelFeatures(conftest.PixelFeatures):
     """Stands in for Inception: 8x8 grey thumbnails plus their squares as 128-d features."""
 
-    sha256 = "0" * 64
     resize = "area-8"
-
-    def __init__(self, device: object = None, batch_size: int = 0) -> None:
-        self.calls = 0
-
-    def __call__(self, images: torch.Tensor) -> np.ndarray:
-        self.calls += 1
-        x = F.adaptive_avg_pool2d(images.float().mean(1, keepdim=True) / 255, 8).flatten(1)
-        return torch.cat([x, x**2], 1).double().numpy()
+    side = 8
 
 
 @pytest.fixture
