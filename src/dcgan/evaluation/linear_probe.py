@@ -69,9 +69,7 @@ def _pooled(discriminator: Discriminator, batch: torch.Tensor) -> torch.Tensor:
     """uint8 (B, C, S, S) -> float32 (B, F) on the CPU."""
     x = batch.float().div_(127.5).sub_(1.0)  # [-1, 1], as D saw real images in training
     labels = None
-    if (
-        discriminator.cfg.conditional
-    ):  # a projection: the blocks never see the class, the logit does
+    if discriminator.cfg.conditional:  # a projection D: only its logit sees the class
         labels = torch.zeros(len(x), dtype=torch.long, device=x.device)
     _, blocks = discriminator.forward_features(x, labels)
     # A block already at 4x4 or smaller has nothing to pool.
