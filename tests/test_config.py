@@ -16,6 +16,17 @@ def test_defaults_follow_the_paper() -> None:
     assert (m.nz, m.ngf, m.ndf) == (100, 64, 64)
 
 
+SHIPPED = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_configs_resolve(path: Path) -> None:
+    """`make demo` and friends read these: a misspelt key or a wrong type would stop them."""
+    cfg = resolve(path, {})
+    assert cfg.data.dataset == "mnist-sample" and cfg.data.holdout == 1000  # FID on unseen digits
+    assert cfg.train.steps is not None and cfg.train.steps > 0
+
+
 def test_precedence_defaults_yaml_flags(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("train:\n  lr: 0.001\n  batch_size: 32\nmodel:\n  image_size: 64\n")
