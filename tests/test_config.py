@@ -58,6 +58,7 @@ def test_yaml_round_trip() -> None:
         ({"real_label": 0.0}, "real_label: 0.0"),
         ({"real_label": 1.5}, "real_label: 1.5"),
         ({"d_dropout": 1.0}, "d_dropout: 1.0"),
+        ({"mbstd_group": -1}, "mbstd_group: -1 must be in [0, 1024]"),
         ({"loss": "wasserstein"}, "loss: 'wasserstein'"),
         ({"device": "tpu"}, "device: 'tpu'"),
         ({"z_dist": "cauchy"}, "z_dist: 'cauchy'"),

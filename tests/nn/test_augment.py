@@ -92,6 +92,10 @@ def test_cutout_blanks_a_half_side_square_clipped_at_the_border() -> None:
     # around (0, 7) the square spans rows -2..1 and columns 5..8: two borders cut it to 2 x 3
     assert torch.equal((out[1, 0] == 0).nonzero()[:, 0].unique(), torch.tensor([0, 1]))
     assert torch.equal((out[1, 0] == 0).nonzero()[:, 1].unique(), torch.tensor([5, 6, 7]))
+    quarter = cutout(x, torch.tensor([[4, 4], [0, 7]]), ratio=0.25)  # a 2 x 2 square
+    assert torch.equal(
+        (quarter[0, 0] == 0).nonzero(), torch.tensor([[3, 3], [3, 4], [4, 3], [4, 4]])
+    )
 
 
 def test_color_changes_brightness_saturation_contrast_and_clamps_straight_through() -> None:

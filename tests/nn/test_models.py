@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from dcgan.config import ModelConfig
-from dcgan.nn.models import Discriminator, Generator, layer_table, summary
+from dcgan.nn.models import Discriminator, Generator, layer_table, minibatch_std, summary
 
 SIZES = [16, 32, 64, 128, 256]
 
@@ -94,3 +94,32 @@ def test_summary_leaves_batchnorm_statistics_alone() -> None:
     summary(g, d)
     assert all(torch.equal(a, b) for a, b in zip(before, g.buffers(), strict=True))
     assert g.training
+
+
+def test_minibatch_std_adds_the_spread_within_each_group() -> None:
+    x = torch.randn(8, 3, 4, 4)
+    out = minibatch_std(x, 4)
+    assert out.shape == (8, 4, 4, 4) and torch.equal(out[:, :3], x)
+    # groups of 4: images 0, 2, 4, 6 and 1, 3, 5, 7 (image i in group i mod 2)
+    for first in (0, 1):
+        expected = x[first::2].std(0, unbiased=False).mean()
+        assert torch.allclose(out[first::2, 3], expected.expand(4, 4, 4), atol=1e-6)
+    same = minibatch_std(x[:1].expand(4, -1, -1, -1), 4)[:, 3]
+    assert same.max() < 1e-3  # identical images: no spread
+    assert minibatch_std(x[:6], 4).shape == (6, 4, 4, 4)  # 6 images: groups of 2
+    assert minibatch_std(x[:1], 4).shape == (1, 4, 4, 4)
+
+
+def test_d_with_minibatch_std_judges_an_image_by_its_group() -> None:
+    cfg = ModelConfig(image_size=16, channels=1, ngf=8, ndf=8, mbstd_group=2)
+    d = Discriminator(cfg).eval()  # running BatchNorm statistics: only the std links images
+    assert d.head.in_channels == 8 * 2 + 1
+    x = torch.randn(4, 1, 16, 16)
+    changed = x.clone()
+    changed[0] = torch.randn(1, 16, 16)
+    before, after = d(x).detach(), d(changed).detach()
+    assert before.shape == (4,)
+    assert after[2] != before[2]  # image 2 shares image 0's group
+    assert after[1] == before[1] and after[3] == before[3]  # the other group does not
+    plain = Discriminator(ModelConfig(image_size=16, channels=1, ngf=8, ndf=8))
+    assert plain.head.in_channels == 8 * 2

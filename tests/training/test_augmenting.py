@@ -34,6 +34,26 @@ def test_process_slices_augment_as_the_single_process_batch() -> None:
     assert torch.equal(torch.cat(parts), whole)
 
 
+def test_the_cutout_fraction_sets_the_square_that_is_blanked() -> None:
+    x = torch.ones(8, 1, 32, 32)
+    blanked = {
+        ratio: (Augmenter(("cutout",), 1.0, seed=2, size=32, cutout=ratio)(x, 0, 0) == 0)
+        for ratio in (0.5, 0.25)
+    }
+    # each image loses at most a 16x16 (8x8) square, exactly that where it is not clipped
+    assert blanked[0.5].sum((1, 2, 3)).max() == 256 and blanked[0.25].sum((1, 2, 3)).max() == 64
+    assert (blanked[0.25] <= blanked[0.5]).all()  # the same centres: the small square inside
+
+
+def test_the_cutout_fraction_reaches_training(tiny_config: Config) -> None:
+    runs = [
+        train(with_settings(tiny_config, deterministic=True, augment="cutout", augment_cutout=r))
+        for r in (0.5, 0.25)
+    ]
+    a, b = (run.discriminator.state_dict() for run in runs)
+    assert any(not torch.equal(a[k], b[k]) for k in a)
+
+
 def test_ada_raises_p_when_d_is_overconfident_and_lowers_it_when_not() -> None:
     ada = AdaptiveP(target=0.6, interval=4, kimg=1.0)
     for _ in range(4):
@@ -95,6 +115,8 @@ def test_augmentation_changes_what_d_sees(tiny_config: Config) -> None:
         ({"ada_target": 0.6}, "ada_target: adaptive augmentation needs --augment policies"),
         ({"augment": "color", "augment_p": 1.5}, r"augment_p: 1.5 must be in \[0, 1\]"),
         ({"augment": "color", "ada_kimg": 0}, "ada_kimg: 0"),
+        ({"augment": "cutout", "augment_cutout": 0}, r"augment_cutout: 0.0 must be in \(0, 1\]"),
+        ({"augment": "cutout", "augment_cutout": 1.5}, r"augment_cutout: 1.5 must be in \(0, 1\]"),
     ],
 )
 def test_bad_augmentation_settings_are_one_line(tiny_config: Config, flags, message) -> None:

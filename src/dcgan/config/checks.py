@@ -33,6 +33,8 @@ def validate(cfg: Config) -> Config:
     # Far beyond any real use: a typo here would otherwise surface as an allocation failure.
     _at_most(channels=(m.channels, 64), nz=(m.nz, 8192), ngf=(m.ngf, 8192), ndf=(m.ndf, 8192))
     _at_most(max_mult=(m.max_mult, 64), batch_size=(t.batch_size, 65536))
+    if not 0 <= m.mbstd_group <= 1024:
+        raise ConfigError(f"mbstd_group: {m.mbstd_group} must be in [0, 1024] (0 turns it off)")
     _at_most(g_steps=(t.g_steps, 100), d_steps=(t.d_steps, 100), num_samples=(o.num_samples, 4096))
     _positive(log_every=o.log_every, sample_every=o.sample_every)
     _positive(checkpoint_every=o.checkpoint_every, num_samples=o.num_samples)
@@ -111,6 +113,8 @@ def _check_augmentation(cfg: Config) -> None:
     policies = augment_policies(t.augment)
     if not (math.isfinite(t.augment_p) and 0.0 <= t.augment_p <= 1.0):
         raise ConfigError(f"augment_p: {t.augment_p} must be in [0, 1]")
+    if not (math.isfinite(t.augment_cutout) and 0.0 < t.augment_cutout <= 1.0):
+        raise ConfigError(f"augment_cutout: {t.augment_cutout} must be in (0, 1], e.g. 0.25")
     if t.ada_target is not None:
         _in_range(ada_target=(t.ada_target, 0.0, 1.0, True))
         if not policies:

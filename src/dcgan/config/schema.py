@@ -41,6 +41,11 @@ class ModelConfig:
     # widths stop growing so that 256-512 px stay trainable
     max_mult: int = setting(8, "widths stop growing at ngf (ndf) times this")
     d_dropout: float = setting(0.0, "dropout probability after each of D's blocks")
+    mbstd_group: int = setting(
+        0,
+        "D's minibatch standard deviation: one more 4x4 feature, the spread within groups of "
+        "this many images (0: off; 4 is ProGAN's)",
+    )
     conditional: bool = setting(False, "class-conditional G and D, classes from the data's labels")
     cond_g: str = setting(
         "cbn", "how G takes the class: cbn (per-class BatchNorm scale and shift) or concat (to z)"
@@ -118,6 +123,9 @@ class TrainConfig:
         "none", "DiffAugment policies for every image D sees: translation,cutout,color or none"
     )
     augment_p: float = setting(1.0, "probability that each policy applies to an image")
+    augment_cutout: float = setting(
+        0.5, "cutout's square side as a fraction of the image side (DiffAugment's: 0.5)"
+    )
     ada_target: float | None = setting(
         None, "adaptive augmentation: steer p (from 0) to keep E[sign(D(real))] at this, e.g. 0.6"
     )

@@ -5,7 +5,8 @@ Three policies, each a small tensor function of the images and per-image paramet
 gradient flows through them to G:
 
 - translation: shift by up to 1/8 of the side, borders filled by reflection;
-- cutout: a square of half the side, centred anywhere (clipped at the border), set to 0 (grey);
+- cutout: a square of half the side (or the fraction given), centred anywhere (clipped at the
+  border), set to 0 (grey);
 - color: brightness +-0.5, saturation x[0, 2) (colour images), contrast x[0.5, 1.5).
 
 Images stay in [-1, 1]: color clamps its result, with the gradient passed straight through as if
@@ -25,7 +26,7 @@ from dcgan.config import AUGMENT_POLICIES
 
 POLICIES = AUGMENT_POLICIES
 TRANSLATION_RATIO = 0.125  # DiffAugment's: shifts up to 1/8 of the side
-CUTOUT_RATIO = 0.5  # DiffAugment's: a square of half the side
+CUTOUT_RATIO = 0.5  # DiffAugment's default: a square of half the side
 
 
 @dataclass
@@ -64,14 +65,24 @@ def draw_params(n: int, size: int, p: float, generator: torch.Generator) -> Augm
     )
 
 
-def augment(x: torch.Tensor, policies: tuple[str, ...], params: AugmentParams) -> torch.Tensor:
+def augment(
+    x: torch.Tensor,
+    policies: tuple[str, ...],
+    params: AugmentParams,
+    cutout_ratio: float = CUTOUT_RATIO,
+) -> torch.Tensor:
     """Images x (B, C, S, S) in [-1, 1] with each of `policies` applied to the images its
-    `params.apply` row selects; differentiable in x. Returns (B, C, S, S) in [-1, 1]."""
-    ops = {"translation": _translation, "cutout": _cutout, "color": _color}
+    `params.apply` row selects (cutout's square `cutout_ratio` of the side); differentiable in
+    x. Returns (B, C, S, S) in [-1, 1]."""
+    ops = {
+        "translation": lambda x: translate(x, params.shift),
+        "cutout": lambda x: cutout(x, params.centre, cutout_ratio),
+        "color": lambda x: adjust_color(x, params.brightness, params.saturation, params.contrast),
+    }
     for row, name in enumerate(POLICIES):
         if name in policies:
             chosen = params.apply[row].to(x.device).view(-1, 1, 1, 1)
-            x = torch.where(chosen, ops[name](x, params), x)
+            x = torch.where(chosen, ops[name](x), x)
     return x
 
 
@@ -88,20 +99,20 @@ def translate(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     return out.permute(0, 3, 1, 2)
 
 
-def cutout(x: torch.Tensor, centre: torch.Tensor) -> torch.Tensor:
-    """x (B, C, H, W) with a square of CUTOUT_RATIO of the side around centre (B, 2) set to 0."""
+def cutout(x: torch.Tensor, centre: torch.Tensor, ratio: float = CUTOUT_RATIO) -> torch.Tensor:
+    """x (B, C, H, W) with a square of `ratio` of the side around centre (B, 2) set to 0."""
     _, _, h, w = x.shape
     rows, cols = (
-        _span(torch.arange(n, device=x.device), centre.to(x.device)[:, k, None], n)
+        _span(torch.arange(n, device=x.device), centre.to(x.device)[:, k, None], n, ratio)
         for k, n in ((0, h), (1, w))
     )  # (B, H), (B, W)
     inside = rows[:, None, :, None] & cols[:, None, None, :]  # (B, 1, H, W)
     return x.masked_fill(inside, 0.0)
 
 
-def _span(positions: torch.Tensor, centre: torch.Tensor, side: int) -> torch.Tensor:
-    """Which `positions` a cutout of CUTOUT_RATIO * side around `centre` (B, 1) covers."""
-    length = int(side * CUTOUT_RATIO + 0.5)
+def _span(positions: torch.Tensor, centre: torch.Tensor, side: int, ratio: float) -> torch.Tensor:
+    """Which `positions` a cutout of `ratio` * side around `centre` (B, 1) covers."""
+    length = max(int(side * ratio + 0.5), 1)
     first = centre - length // 2
     return (positions >= first) & (positions < first + length)
 
@@ -118,15 +129,3 @@ def adjust_color(
     mean = x.mean((1, 2, 3), keepdim=True)
     x = (x - mean) * contrast.to(x).view(view) + mean
     return x + (x.clamp(-1.0, 1.0) - x).detach()
-
-
-def _translation(x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
-    return translate(x, params.shift)
-
-
-def _cutout(x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
-    return cutout(x, params.centre)
-
-
-def _color(x: torch.Tensor, params: AugmentParams) -> torch.Tensor:
-    return adjust_color(x, params.brightness, params.saturation, params.contrast)

@@ -188,7 +188,8 @@ class Discriminator(nn.Module):
         blocks = [self._block(c_in, widths[0], batch_norm=False)]
         blocks += [self._block(a, b, batch_norm=True) for a, b in pairwise(widths)]
         self.blocks = nn.ModuleList(blocks)
-        self.head = Conv2d(widths[-1], 1, 4, 1, 0, bias=False)  # 4x4 -> 1x1 logit
+        # 4x4 -> 1x1 logit, from the features and, with mbstd_group, their spread over a group
+        self.head = Conv2d(widths[-1] + (cfg.mbstd_group > 0), 1, 4, 1, 0, bias=False)
         # Projection: N(0, 0.02) as the head's weights, so both terms start at the same scale.
         projection = cfg.conditional and cfg.cond_d == "projection"
         self.embed = ClassEmbedding(cfg.num_classes, widths[-1]) if projection else None
@@ -215,7 +216,8 @@ class Discriminator(nn.Module):
         for block in self.blocks:
             x = block(x)
             feats.append(x)
-        logits = self.head(x).flatten()
+        head_in = minibatch_std(x, self.cfg.mbstd_group) if self.cfg.mbstd_group else x
+        logits = self.head(head_in).flatten()
         if self.embed is not None:
             # <embed(y), sum_ij h_ij>: the class's direction in D's last features, summed in fp32
             pooled = x.float().sum((2, 3))  # (B, C)
@@ -224,6 +226,20 @@ class Discriminator(nn.Module):
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         return self.forward_features(x, labels)[0]
+
+
+def minibatch_std(x: torch.Tensor, group: int) -> torch.Tensor:
+    """x (B, C, H, W) with one more channel (B, C + 1, H, W): for each group of images, the
+    standard deviation of every feature over the group, averaged over features and positions
+    (Karras et al. 2018). D then sees how alike a batch's images are, which a G that collapses
+    to a few outputs cannot hide. Image i belongs to group i mod (B / g), g the largest
+    divisor of B up to `group`; computed in fp32."""
+    b, c, h, w = x.shape
+    g = math.gcd(b, group)
+    y = x.float().reshape(g, b // g, c, h, w)
+    std = (y.var(0, unbiased=False) + 1e-8).sqrt().mean((1, 2, 3))  # (B / g,)
+    std = std.repeat(g)[:, None, None, None].expand(b, 1, h, w)
+    return torch.cat([x, std.to(x.dtype)], 1)
 
 
 def _one_hot_maps(labels: torch.Tensor, num_classes: int, like: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dcgan.nn.augment import augment, draw_params
+from dcgan.nn.augment import CUTOUT_RATIO, augment, draw_params
 from dcgan.seeding import STREAM_AUGMENT, seed_for
 
 SLOTS_PER_STEP = 512  # augmentation calls a step may make: 2 per D update, 2 per G update
@@ -30,6 +30,7 @@ class Augmenter:
     size: int  # image side
     rank: int = 0
     world: int = 1
+    cutout: float = CUTOUT_RATIO  # the cutout square's side as a fraction of the image side
 
     def __call__(self, x: torch.Tensor, step: int, slot: int) -> torch.Tensor:
         """x (B, C, S, S) in [-1, 1] augmented as call `slot` of step `step`; same shape."""
@@ -40,7 +41,8 @@ class Augmenter:
             seed_for(self.seed, step * SLOTS_PER_STEP + slot, STREAM_AUGMENT)
         )
         params = draw_params(n * self.world, self.size, self.p, g)
-        return augment(x, self.policies, params.part(slice(self.rank * n, (self.rank + 1) * n)))
+        mine = params.part(slice(self.rank * n, (self.rank + 1) * n))
+        return augment(x, self.policies, mine, self.cutout)
 
 
 @dataclass

@@ -125,7 +125,8 @@ def make_augmentation(cfg: Config, procs: Processes) -> tuple[Augmenter | None, 
     ada = None if t.ada_target is None else AdaptiveP(t.ada_target, t.ada_interval, t.ada_kimg)
     p = t.augment_p if ada is None else 0.0
     size = cfg.model.image_size
-    return Augmenter(policies, p, t.seed, size, procs.rank, procs.world), ada
+    augmenter = Augmenter(policies, p, t.seed, size, procs.rank, procs.world, t.augment_cutout)
+    return augmenter, ada
 
 
 class Features(nn.Module):
