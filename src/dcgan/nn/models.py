@@ -236,8 +236,10 @@ def minibatch_std(x: torch.Tensor, group: int) -> torch.Tensor:
     divisor of B up to `group`; computed in fp32."""
     b, c, h, w = x.shape
     g = math.gcd(b, group)
-    y = x.float().reshape(g, b // g, c, h, w)
-    std = (y.var(0, unbiased=False) + 1e-8).sqrt().mean((1, 2, 3))  # (B / g,)
+    # Features last, as channels-last memory already holds them; the mean of squares written
+    # out, as torch.var over the first dim ran about 8x slower here on the CPU.
+    y = x.permute(0, 2, 3, 1).float().reshape(g, b // g, h * w * c)
+    std = ((y - y.mean(0)).square().mean(0) + 1e-8).sqrt().mean(1)  # (B / g,)
     std = std.repeat(g)[:, None, None, None].expand(b, 1, h, w)
     return torch.cat([x, std.to(x.dtype)], 1)
 
