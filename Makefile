@@ -11,8 +11,14 @@ $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
+# The demo needs the package and TensorBoard; the tests add their tools (ONNX, notebooks,
+# linters), about 20 s more to install that `make demo` does not wait for.
 $(VENV)/.installed: $(BIN)/activate pyproject.toml
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e ".[tensorboard]"
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e ".[test]"
 	touch $@
 
@@ -23,19 +29,19 @@ demo: $(VENV)/.installed
 demo-conditional: $(VENV)/.installed
 	$(BIN)/dcgan train --config configs/demo-conditional.yaml --out runs/demo-conditional
 
-test: $(VENV)/.installed
+test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
 # Everything but the subprocess, kill and torchrun tests (marked slow): the edit-test loop.
-test-fast: $(VENV)/.installed
+test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # The pages checked in headless Chromium (`dcgan report`); skipped where no chromium is found.
-test-browser: $(VENV)/.installed
+test-browser: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -m browser
 
 # Style, the import contract (pyproject's [tool.importlinter]) and the size limits.
-lint: $(VENV)/.installed
+lint: $(VENV)/.installed-test
 	$(BIN)/ruff check src tests tools benchmarks
 	$(BIN)/ruff format --check src tests tools benchmarks
 	$(BIN)/lint-imports
