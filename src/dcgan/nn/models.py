@@ -232,8 +232,8 @@ def minibatch_std(x: torch.Tensor, group: int) -> torch.Tensor:
     """x (B, C, H, W) with one more channel (B, C + 1, H, W): for each group of images, the
     standard deviation of every feature over the group, averaged over features and positions
     (Karras et al. 2018). D then sees how alike a batch's images are, which a G that collapses
-    to a few outputs cannot hide. Image i belongs to group i mod (B / g), g the largest
-    divisor of B up to `group`; computed in fp32."""
+    to a few outputs cannot hide. Image i belongs to group i mod (B / g), where g is
+    gcd(B, group): `group` itself whenever it divides B. Computed in fp32."""
     b, c, h, w = x.shape
     g = math.gcd(b, group)
     # Features last, as channels-last memory already holds them; the mean of squares written
