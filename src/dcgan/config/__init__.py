@@ -10,6 +10,7 @@ from dcgan.config.loading import coerce, dump_yaml, from_dict, load_yaml, merge,
 from dcgan.config.schema import (
     AUGMENT_POLICIES,
     BUILT_IN_DATASETS,
+    CUTOUT_RATIO,
     DATASET_NAMES,
     FILE_DATASETS,
     LOSS_NAMES,
@@ -35,6 +36,7 @@ from dcgan.device import DEVICES
 __all__ = [
     "AUGMENT_POLICIES",
     "BUILT_IN_DATASETS",
+    "CUTOUT_RATIO",
     "DATASET_NAMES",
     "DEVICES",
     "FILE_DATASETS",

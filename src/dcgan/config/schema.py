@@ -16,6 +16,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 COND_G = ("cbn", "concat")
 COND_D = ("projection", "concat")
 AUGMENT_POLICIES = ("translation", "cutout", "color")  # DiffAugment's, in the order applied
+CUTOUT_RATIO = 0.5  # DiffAugment's cutout: a square of half the image side
 # Every dataset `data.dataset` may name: the built-in ones, then those read from files (each has
 # a reader in `dcgan.data`; a test keeps the two lists equal).
 BUILT_IN_DATASETS = ("mnist-sample", "fake")
@@ -124,7 +125,7 @@ class TrainConfig:
     )
     augment_p: float = setting(1.0, "probability that each policy applies to an image")
     augment_cutout: float = setting(
-        0.5, "cutout's square side as a fraction of the image side (DiffAugment's: 0.5)"
+        CUTOUT_RATIO, "cutout's square side as a fraction of the image side (DiffAugment's: 0.5)"
     )
     ada_target: float | None = setting(
         None, "adaptive augmentation: steer p (from 0) to keep E[sign(D(real))] at this, e.g. 0.6"

@@ -22,11 +22,10 @@ from dataclasses import dataclass, fields
 import torch
 import torch.nn.functional as F
 
-from dcgan.config import AUGMENT_POLICIES
+from dcgan.config import AUGMENT_POLICIES, CUTOUT_RATIO
 
 POLICIES = AUGMENT_POLICIES
 TRANSLATION_RATIO = 0.125  # DiffAugment's: shifts up to 1/8 of the side
-CUTOUT_RATIO = 0.5  # DiffAugment's default: a square of half the side
 
 
 @dataclass
