@@ -125,7 +125,8 @@ class TrainConfig:
     )
     augment_p: float = setting(1.0, "probability that each policy applies to an image")
     augment_cutout: float = setting(
-        CUTOUT_RATIO, "cutout's square side as a fraction of the image side (DiffAugment's: 0.5)"
+        CUTOUT_RATIO,
+        f"cutout's square side as a fraction of the image side (DiffAugment's: {CUTOUT_RATIO})",
     )
     ada_target: float | None = setting(
         None, "adaptive augmentation: steer p (from 0) to keep E[sign(D(real))] at this, e.g. 0.6"
