@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -16,3 +17,72 @@ def test_benchmark_imports(path: Path) -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # defines its functions; main() runs only as a script
     assert callable(module.main)
+
+
+def _load(path: Path):
+    name = f"benchmark_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+EMOJI = _load(Path(__file__).parent.parent / "benchmarks" / "data" / "emoji.py")
+
+
+def _fake_tarball(path: Path, members: dict[str, bytes], links: tuple[str, ...] = ()) -> Path:
+    """A gzipped tar as `npm pack` writes it: every member under package/."""
+    import io
+    import tarfile
+
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(f"package/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        for name in links:
+            info = tarfile.TarInfo(f"package/{name}")
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            tar.addfile(info)
+    return path
+
+
+def _png(colour: tuple[int, int, int, int]) -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("RGBA", (64, 64), colour).save(out, format="PNG")
+    return out.getvalue()
+
+
+def test_emoji_extraction_takes_only_the_sets_pngs(tmp_path: Path) -> None:
+    members = {
+        "img/twitter/64/1f600.png": _png((255, 200, 0, 255)),
+        "img/twitter/64/1f42c.png": _png((0, 100, 255, 128)),
+        "img/twitter/64/nested/1f4a9.png": _png((0, 0, 0, 255)),  # not in the folder itself
+        "img/twitter/32/1f600.png": _png((1, 2, 3, 255)),  # another size
+        "img/twitter/64/huge.png": b"\0" * (EMOJI.MAX_MEMBER_BYTES + 1),
+        "package.json": b"{}",
+    }
+    tarball = _fake_tarball(tmp_path / "t.tgz", members, links=("img/twitter/64/link.png",))
+    EMOJI.main(["--sets", "twemoji", "--root", str(tmp_path / "data"), "--tarball", str(tarball)])
+    folder = tmp_path / "data" / "twemoji-64"
+    assert sorted(p.name for p in folder.iterdir()) == ["1f42c.png", "1f600.png"]
+    assert (folder / "1f600.png").read_bytes() == members["img/twitter/64/1f600.png"]
+    assert not any(p.name.startswith(".") for p in (tmp_path / "data").iterdir())
+
+
+def test_emoji_script_says_what_to_do(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))  # no npm on it
+    with pytest.raises(SystemExit) as stop:
+        EMOJI.main(["--sets", "noto", "--root", str(tmp_path / "data")])
+    message = str(stop.value)
+    assert "npm not found" in message and "--tarball" in message
+    assert EMOJI.SETS["noto"].url in message
+    empty = _fake_tarball(tmp_path / "e.tgz", {"package.json": b"{}"})
+    with pytest.raises(SystemExit, match="no PNG under package/img/google/64/"):
+        EMOJI.main(["--sets", "noto", "--root", str(tmp_path / "data"), "--tarball", str(empty)])
+    assert not (tmp_path / "data" / "noto-64").exists()

@@ -123,3 +123,27 @@ def test_d_with_minibatch_std_judges_an_image_by_its_group() -> None:
     assert after[1] == before[1] and after[3] == before[3]  # the other group does not
     plain = Discriminator(ModelConfig(image_size=16, channels=1, ngf=8, ndf=8))
     assert plain.head.in_channels == 8 * 2
+
+
+def test_spectral_norm_bounds_each_of_ds_layers_in_place_of_batchnorm() -> None:
+    torch.manual_seed(0)
+    d = Discriminator(ModelConfig(image_size=32, channels=3, ndf=8, spectral_norm=True))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 4 and all(hasattr(m, "weight_orig") for m in convs)
+    x = torch.randn(4, 3, 32, 32)
+    for _ in range(30):  # each training forward is one power iteration
+        d(x)
+    for m in convs:
+        sigma = torch.linalg.matrix_norm(m.weight.reshape(len(m.weight), -1), 2)
+        assert sigma.item() == pytest.approx(1.0, abs=0.02)
+    assert "blocks.1.0.weight_u" in d.state_dict()
+    plain = Discriminator(ModelConfig(image_size=32, channels=3, ndf=8))
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+
+
+def test_spectral_norm_is_in_an_export_only_when_on() -> None:
+    from dcgan.config.schema import model_dict
+
+    assert "spectral_norm" not in model_dict(ModelConfig())
+    assert model_dict(ModelConfig(spectral_norm=True))["spectral_norm"] is True

@@ -29,7 +29,7 @@ def run_train(ns: argparse.Namespace) -> int:
     from dcgan.run.rundir import SAMPLES_DIR
     from dcgan.run.sources import read_run_config
     from dcgan.training.distributed import env_rank, launched_by_torchrun
-    from dcgan.training.guards import EXIT_CODES
+    from dcgan.training.guards import EXIT_CODES, OUT_OF_TIME
     from dcgan.training.loop import train
 
     flags = config_flags(ns)
@@ -49,7 +49,8 @@ def run_train(ns: argparse.Namespace) -> int:
         return 0
     result = train(cfg, resume=ns.resume, from_step=ns.from_step)
     code = 0 if result.stopped_by is None else EXIT_CODES[result.stopped_by]
-    if result.stopped_by is None and env_rank() == 0:  # rank 0 reports for the whole group
+    complete = result.stopped_by in (None, OUT_OF_TIME)  # the final grid was written
+    if complete and env_rank() == 0:  # rank 0 reports for the whole group
         samples = result.run_dir / SAMPLES_DIR
         print(f"run directory: {result.run_dir}")
         print(f"samples:       {samples}")

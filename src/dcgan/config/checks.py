@@ -18,6 +18,8 @@ from dcgan.config.schema import (
 from dcgan.device import DEVICES
 from dcgan.errors import ConfigError
 
+MAX_MINUTES = 525_600.0  # a year: beyond it a typo, not a plan
+
 
 def validate(cfg: Config) -> Config:
     """Raise ConfigError for impossible values; return cfg unchanged otherwise."""
@@ -47,6 +49,10 @@ def validate(cfg: Config) -> Config:
         value = getattr(t, name)
         if value is not None and not (math.isfinite(value) and value > 0):
             raise ConfigError(f"{name}: {value} must be a positive number")
+    if not (math.isfinite(t.max_minutes) and 0.0 <= t.max_minutes <= MAX_MINUTES):
+        raise ConfigError(
+            f"max_minutes: {t.max_minutes} must be in [0, {MAX_MINUTES}] (0: no time limit)"
+        )
     if not (math.isfinite(t.lr_decay) and 0.0 <= t.lr_decay <= 1.0):
         raise ConfigError(f"lr_decay: {t.lr_decay} must be in [0, 1] (0 keeps the rates constant)")
     betas = [("beta1", t.beta1), ("beta2", t.beta2)]

@@ -47,6 +47,9 @@ class ModelConfig:
         "D's minibatch standard deviation: one more 4x4 feature, the spread within groups of "
         "this many images (0: off; 4 is ProGAN's)",
     )
+    spectral_norm: bool = setting(
+        False, "spectral normalisation of D's layers (Miyato et al. 2018) in place of its BatchNorm"
+    )
     conditional: bool = setting(False, "class-conditional G and D, classes from the data's labels")
     cond_g: str = setting(
         "cbn", "how G takes the class: cbn (per-class BatchNorm scale and shift) or concat (to z)"
@@ -94,6 +97,11 @@ class TrainConfig:
     # about 5 minutes on two CPU cores: twice the updates per image seen.
     epochs: int = setting(16, "passes over the data (ignored when --steps is given)")
     steps: int | None = setting(None, "training steps (overrides --epochs)")
+    max_minutes: float = setting(
+        0.0,
+        "stop at the first step after this many minutes of training, with a checkpoint, "
+        "samples and export; --resume goes on to --steps (0: no limit)",
+    )
     batch_size: int = setting(
         64, "images per batch in each process (under torchrun: global batch / processes)"
     )
@@ -184,7 +192,16 @@ class Config:
 # Fields a resumed run may change: they alter the schedule or the bookkeeping, not the maths
 # of the steps already taken.
 RESUMABLE_FIELDS = frozenset(
-    {"epochs", "steps", "device", "out", "log_every", "sample_every", "checkpoint_every"}
+    {
+        "epochs",
+        "steps",
+        "max_minutes",
+        "device",
+        "out",
+        "log_every",
+        "sample_every",
+        "checkpoint_every",
+    }
     | {"precision", "compile", "sync_bn", "on_nan", "max_rollbacks", "rollback_lr_factor"}
     | {"data_root", "cache_dir", "workers", "eval_every", "eval_samples", "eval_reference"}
     | {"tensorboard"}
@@ -233,11 +250,14 @@ CONDITIONAL_FIELDS = ("conditional", "cond_g", "cond_d", "num_classes")
 
 def model_dict(cfg: ModelConfig) -> dict[str, Any]:
     """A ModelConfig as a plain dict for exports: the conditional fields only for a conditional
-    model, so an unconditional export is byte for byte what it was before they existed."""
+    model and spectral_norm only when on, so other exports are byte for byte what they were
+    before those fields existed."""
     out = dataclasses.asdict(cfg)
     if not cfg.conditional:
         for name in CONDITIONAL_FIELDS:
             out.pop(name)
+    if not cfg.spectral_norm:  # D's alone: a G export is the same either way
+        out.pop("spectral_norm")
     return out
 
 

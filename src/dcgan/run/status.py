@@ -2,7 +2,8 @@
 
 A run's log.txt says how each attempt of it ended: an attempt begins with `run <dir>: ...
 steps A->B` (B: the steps planned), and ends with `samples: ...` (finished), `stopped by
-SIGTERM|SIGINT at step N` (stopped by a signal) or `diverged: ...` (stopped by a NaN or inf).
+SIGTERM|SIGINT|max_minutes at step N` (stopped by a signal or the time budget, whose
+`samples: ...` comes just before) or `diverged: ...` (stopped by a NaN or inf).
 An attempt with no end is running while the run's files keep changing, and otherwise ended
 without a word (killed, or crashed): `interrupted`. A file that cannot be read makes the run
 `damaged`, never an error: one bad run does not hide the others.
@@ -28,7 +29,7 @@ ACTIVE_SECONDS = 300  # files changed this recently (and no end logged): the run
 STATES = ("running", "finished", "stopped", "diverged", "interrupted", "damaged")
 _TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
 _START = re.compile(r"^run .*: .* steps (\d+)->(\d+),")
-_STOPPED = re.compile(r"^stopped by (SIG\w+) at step (\d+)")
+_STOPPED = re.compile(r"^stopped by (SIG\w+|max_minutes) at step (\d+)")
 _ENDS = (("samples: ", "finished"), (f"{DIVERGED_MARK}: ", "diverged"))
 
 

@@ -30,11 +30,14 @@ from torch import nn
 from dcgan.errors import ConfigError
 from dcgan.fsio import atomic_write_text
 from dcgan.seeding import STREAM_PROCESSES, seed_for
+from dcgan.training.guards import OUT_OF_TIME
 
 T = TypeVar("T")
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
-SIGNALS = (None, "SIGTERM", "SIGINT")  # in rising priority: SIGINT's exit code wins
+# What stops a run early, in rising priority (SIGINT's exit code wins): the time budget
+# and the signals.
+SIGNALS = (None, OUT_OF_TIME, "SIGTERM", "SIGINT")
 
 
 def launched_by_torchrun() -> bool:
@@ -109,7 +112,8 @@ class Processes:
         return out
 
     def any_signal(self, name: str | None) -> str | None:
-        """The stop signal any rank caught (SIGINT over SIGTERM), the same on every rank."""
+        """The stop any rank asks for (SIGINT over SIGTERM over an expired time budget), the
+        same on every rank."""
         if self.world == 1:
             return name
         code = torch.tensor([SIGNALS.index(name)])

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import signal
 import threading
+import time
 from types import FrameType
 
 import torch
@@ -14,7 +15,27 @@ from torch import nn
 
 from dcgan.errors import Diverged
 
-EXIT_CODES = {"SIGTERM": 0, "SIGINT": 130}
+OUT_OF_TIME = "max_minutes"  # what ended a run whose time budget ran out
+EXIT_CODES = {OUT_OF_TIME: 0, "SIGTERM": 0, "SIGINT": 130}
+
+
+class TimeBudget:
+    """--max-minutes: wall-clock minutes of training this process may spend, counted from
+    its creation (after set-up, so decoding the data and loading a checkpoint are free)."""
+
+    clock = staticmethod(time.monotonic)  # seconds; tests put a clock of their own here
+
+    def __init__(self, minutes: float) -> None:
+        self.minutes = minutes
+        self.start = self.clock()
+
+    def spent(self) -> float:
+        """Minutes since the budget started."""
+        return (self.clock() - self.start) / 60
+
+    def expired(self) -> str | None:
+        """OUT_OF_TIME once the budget is spent (never without one), else None."""
+        return OUT_OF_TIME if self.minutes > 0 and self.spent() >= self.minutes else None
 
 
 class GracefulStop:

@@ -26,7 +26,7 @@ from dcgan.training.batches import (
     with_classes,
 )
 from dcgan.training.distributed import Processes
-from dcgan.training.guards import GracefulStop
+from dcgan.training.guards import GracefulStop, TimeBudget
 from dcgan.training.precision import Precision
 from dcgan.training.start import open_run, run_config
 from dcgan.training.state import build_state
@@ -41,7 +41,8 @@ class TrainResult:
     discriminator: Discriminator
     step: int
     ema: Generator | None = None  # their moving average, when enabled
-    stopped_by: str | None = None  # SIGINT or SIGTERM when a signal ended the run early
+    # SIGINT or SIGTERM when a signal ended the run early, OUT_OF_TIME when --max-minutes did
+    stopped_by: str | None = None
     class_names: tuple[str, ...] = ()  # a conditional model's, one per class
 
     @property
@@ -108,6 +109,7 @@ def train_on(
 
     stopped = None
     with GracefulStop() as stop, closing(ctx.log), closing(ctx.board):
+        budget = TimeBudget(cfg.train.max_minutes)
         while state.step < ctx.total_steps:
             # --- a signal to any process stops them all, at the same step
             stopped = procs.any_signal(stop.signal)
@@ -120,12 +122,19 @@ def train_on(
             stats = train_step(state, reals, loss, amp, cfg).stacked()
             ctx.acc.add(stats)
             ctx.watch.add(state.step, stats)
+            # --- the time budget (spent on any process's clock): the step it runs out at ends
+            # the run as its last step would, records and checkpoint included
+            ended = procs.any_signal(budget.expired()) if budget.minutes > 0 else None
             # --- upkeep: logs, samples, FID and checkpoints, each on its interval; a NaN
             # rolls back to the last checkpoint (or stops the run)
             try:
-                upkeep(ctx, state, last=state.step == ctx.total_steps)
+                last = state.step == ctx.total_steps or ended is not None
+                upkeep(ctx, state, last=last, ended_by=ended)
             except Diverged as e:
                 roll_back(ctx, state, e)
+            if ended is not None and state.step < ctx.total_steps:
+                stopped = ended
+                break
         # --- the end: the summary figures, or a checkpoint and how to resume after a signal
         finish(ctx, state, stopped)
     result = TrainResult(ctx.run_dir, state.generator, state.discriminator, state.step)

@@ -26,7 +26,7 @@ from dcgan.run.tensorboard import Board
 from dcgan.sampling import render
 from dcgan.training import distributed
 from dcgan.training.distributed import Processes
-from dcgan.training.guards import DivergenceWatch
+from dcgan.training.guards import OUT_OF_TIME, DivergenceWatch
 from dcgan.training.state import TrainState, restore, sampling_generator, to_checkpoint
 from dcgan.training.step import STAT_KEYS
 
@@ -73,8 +73,9 @@ class RunContext:
     board: Board = field(default_factory=Board)  # --tensorboard's writer (rank 0)
 
 
-def upkeep(ctx: RunContext, state: TrainState, last: bool) -> None:
-    """After a step: whatever is due of stats, preview, FID and checkpoint (all when `last`)."""
+def upkeep(ctx: RunContext, state: TrainState, last: bool, ended_by: str | None = None) -> None:
+    """After a step: whatever is due of stats, preview, FID and checkpoint (all when `last`);
+    `ended_by` (OUT_OF_TIME) goes into the stats record of a step that ends the run early."""
     o, step = ctx.cfg.output, state.step
     ctx.log.advance()
     if state.ada is not None and step % state.ada.interval == 0:
@@ -87,6 +88,8 @@ def upkeep(ctx: RunContext, state: TrainState, last: bool) -> None:
         return
     check_finite(ctx, state)
     record = make_record(ctx, state) if due_log else None  # every rank's mean
+    if record is not None and ended_by is not None:
+        record["ended_by"] = ended_by
 
     def write() -> None:
         if record is not None:
@@ -239,6 +242,9 @@ def finish(ctx: RunContext, state: TrainState, stopped_by: str | None) -> None:
     if stopped_by is None:
         ctx.procs.on_main(summary_figures, ctx)
         ctx.procs.on_main(distributed.forget_run, ctx.cfg.output.out)
+    elif stopped_by == OUT_OF_TIME:  # the last step's upkeep wrote the checkpoint and samples
+        ctx.procs.on_main(summary_figures, ctx)
+        ctx.procs.on_main(out_of_time, ctx, state)
     else:
         check_finite(ctx, state)
         ctx.procs.on_main(stop_early, ctx, state, stopped_by)
@@ -254,6 +260,16 @@ def summary_figures(ctx: RunContext) -> None:
     if records:
         plot_losses(records, ctx.run_dir / "losses.png")
     ctx.log.info(f"samples: {ctx.run_dir / rundir.SAMPLES_DIR}  (latest grid: {frames[-1].name})")
+
+
+def out_of_time(ctx: RunContext, state: TrainState) -> None:
+    """Say that --max-minutes ended the run, and how to go on to --steps."""
+    minutes = f"{ctx.cfg.train.max_minutes:g}"
+    ctx.log.info(
+        f"stopped by {OUT_OF_TIME} at step {state.step} of {ctx.total_steps}: the time budget "
+        f"of {minutes} minutes is spent; checkpoint {rundir.latest_checkpoint(ctx.run_dir)}"
+    )
+    ctx.log.info(f"go on with: dcgan train --resume {ctx.run_dir} (another {minutes} minutes)")
 
 
 def stop_early(ctx: RunContext, state: TrainState, signal: str) -> None:
