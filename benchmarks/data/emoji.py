@@ -1,7 +1,7 @@
 """Real colour sets for measuring: emoji PNGs at 64x64 from the npm registry, never committed.
 
     .venv/bin/python benchmarks/data/emoji.py [--sets twemoji noto] [--root data]
-    .venv/bin/python benchmarks/data/emoji.py --sets twemoji --tarball emoji-datasource-twitter-16.0.0.tgz
+    .venv/bin/python benchmarks/data/emoji.py --sets twemoji --tarball TGZ  # fetched elsewhere
 
 Each set is one npm package of the emoji-datasource family (the same 3,786 emoji drawn by
 different artists: Twitter's Twemoji is the main set, Google's Noto the second one, to check
