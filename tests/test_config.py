@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -23,8 +24,20 @@ SHIPPED = sorted((Path(__file__).resolve().parent.parent / "configs").glob("*.ya
 def test_shipped_configs_resolve(path: Path) -> None:
     """`make demo` and friends read these: a misspelt key or a wrong type would stop them."""
     cfg = resolve(path, {})
-    assert cfg.data.dataset == "mnist-sample" and cfg.data.holdout == 1000  # FID on unseen digits
+    assert cfg.data.dataset in ("mnist-sample", "folder")
+    assert cfg.data.holdout == 1000  # FID on unseen images
     assert cfg.train.steps is not None and cfg.train.steps > 0
+
+
+def test_the_folder_recipe_is_64px_colour(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The command docs/own-pictures.md gives, as a dry run: the recipe with the user's folder."""
+    recipe = Path(__file__).resolve().parent.parent / "configs" / "folder-64.yaml"
+    argv = ["train", "--config", str(recipe), "--data-root", str(tmp_path), "--max-minutes", "30"]
+    assert main([*argv, "--dry-run"]) == 0
+    cfg = yaml.safe_load(capsys.readouterr().out)
+    assert (cfg["model"]["image_size"], cfg["model"]["channels"]) == (64, 3)
+    assert cfg["data"] | {"data_root": str(tmp_path), "dataset": "folder"} == cfg["data"]
+    assert cfg["train"]["max_minutes"] == 30.0
 
 
 def test_precedence_defaults_yaml_flags(tmp_path: Path) -> None:
@@ -65,6 +78,9 @@ def test_yaml_round_trip() -> None:
         ({"dataset": "imagenet-9000"}, "dataset: 'imagenet-9000'"),
         ({"epochs": 0}, "epochs: 0"),
         ({"steps": -5}, "steps: -5"),
+        ({"seed": 2**64}, "seed: 18446744073709551616 is out of range"),
+        ({"seed": -1}, "seed: -1 must be in [0, 2**63 - 1]"),
+        ({"max_minutes": -1.0}, "max_minutes: -1.0 must be in [0, 525600.0]"),
         ({"batch_size": "big"}, "expected an integer"),
         ({"lr": "fast"}, "expected a number"),
         ({"deterministic": 1}, "expected true/false"),
@@ -164,3 +180,32 @@ def test_every_setting_has_its_help_once_beside_the_field() -> None:
     train = build_parser()._subparsers._group_actions[0].choices["train"]
     helps = {a.dest: a.help for a in train._actions}
     assert all(helps[name] == f.metadata["help"] for name, (_, f) in fields.items())
+
+
+def test_a_yaml_alias_bomb_is_quoted_in_a_few_words(tmp_path: Path) -> None:
+    """Nested aliases make a value of 9^8 strings from 300 bytes: the error must not print it."""
+    parts, prev = ['&a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]'], "a"
+    for name in "bcdefgh":
+        parts.append(f"&{name} [{', '.join([f'*{prev}'] * 9)}]")
+        prev = name
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(f"train:\n  lr: [{', '.join(parts)}]\n")
+    with pytest.raises(ConfigError, match=r"train\.lr: expected a number, got \[\[") as e:
+        resolve(bomb)
+    assert len(str(e.value)) < 250
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "fragment"),
+    [
+        ("ngf", 10**400, "ngf: an integer of 1329 bits is out of range"),
+        ("seed", -(2**70), "is out of range (a 64-bit integer)"),
+        ("ngf", "x" * 100_000, "expected an integer, got 'xxx"),
+        ("loss", "x" * 100_000, "is longer than 4096 characters"),
+        ("data_root", "x" * 5000, "is longer than 4096 characters"),
+    ],
+)
+def test_huge_values_are_cut_in_messages(name: str, value: object, fragment: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(fragment)) as e:
+        resolve(None, {name: value})
+    assert len(str(e.value)) < 200

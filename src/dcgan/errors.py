@@ -6,6 +6,8 @@ exception is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import reprlib
+
 
 class ConfigError(ValueError):
     """A setting is unknown, mistyped or impossible; the message is one line for the user."""
@@ -32,4 +34,18 @@ class Recovered(UserWarning):
 def brief(exc: BaseException, limit: int = 160) -> str:
     """An exception's text squeezed onto one short line, for the parenthesis of an error."""
     text = " ".join(str(exc).split()) or type(exc).__name__
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+_SHOWN = reprlib.Repr()  # attributes, not arguments: Python 3.10 and 3.11 take none
+_SHOWN.maxlevel, _SHOWN.maxdict, _SHOWN.maxlist, _SHOWN.maxtuple = 2, 4, 4, 4
+_SHOWN.maxstring, _SHOWN.maxother = 60, 60
+
+
+def shown(value: object, limit: int = 80) -> str:
+    """A value as an error message quotes it: its repr, cut to `limit` characters without ever
+    building the whole of a huge value (nested YAML aliases, an integer of a million digits)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"an integer of {value.bit_length()} bits"
+    text = " ".join(_SHOWN.repr(value).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -25,6 +25,8 @@ STREAM_PROBE_DRAWS = 100  # the linear probe's labelled draws
 STREAM_PROBE_SPLIT = 101  # the probe's fixed test split on datasets without one
 STREAM_VARIATIONS = 200  # `dcgan arithmetic`'s noise for variation k of its result
 
+MAX_SEED = 2**63 - 1  # torch.manual_seed's limit: the run seed seeds torch's own generator
+
 # Fixed seeds that must not follow the run seed.
 HOLDOUT_SEED = 20151119  # which images --holdout keeps out: the same for every run
 REFERENCE_SEED = 1234  # which real images an FID reference draws

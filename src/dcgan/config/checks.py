@@ -16,7 +16,8 @@ from dcgan.config.schema import (
     Config,
 )
 from dcgan.device import DEVICES
-from dcgan.errors import ConfigError
+from dcgan.errors import ConfigError, shown
+from dcgan.seeding import MAX_SEED
 
 MAX_MINUTES = 525_600.0  # a year: beyond it a typo, not a plan
 
@@ -80,8 +81,8 @@ def validate(cfg: Config) -> Config:
     _in_range(rollback_lr_factor=(t.rollback_lr_factor, 0.0, 1.0, False))
     _choice("z_dist", t.z_dist, Z_DISTRIBUTIONS)
     _check_augmentation(cfg)
-    if t.seed < 0:
-        raise ConfigError(f"seed: {t.seed} must be >= 0")
+    if not 0 <= t.seed <= MAX_SEED:
+        raise ConfigError(f"seed: {t.seed} must be in [0, 2**63 - 1]")
     _check_data_and_output(cfg)
     return cfg
 
@@ -153,4 +154,4 @@ def _in_range(**specs: tuple[float, float, float, bool]) -> None:
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{name}: {value!r} is not one of {', '.join(allowed)}")
+        raise ConfigError(f"{name}: {shown(value)} is not one of {', '.join(allowed)}")

@@ -19,7 +19,10 @@ import yaml
 
 from dcgan.config.checks import validate
 from dcgan.config.schema import Config, leaf_fields, leaf_type, sections, to_dict
-from dcgan.errors import ConfigError
+from dcgan.errors import ConfigError, shown
+
+
+MAX_TEXT = 4096  # the longest path Linux takes; no setting's text needs more
 
 
 def coerce(value: Any, tp: Any, key: str) -> Any:
@@ -34,19 +37,23 @@ def coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is tuple:
         args = typing.get_args(tp)
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
-            raise ConfigError(f"{key}: expected a list of {len(args)} numbers, got {value!r}")
+            raise ConfigError(f"{key}: expected a list of {len(args)} numbers, got {shown(value)}")
         return tuple(coerce(v, a, key) for v, a in zip(value, args, strict=True))
     is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str and isinstance(value, str) and len(value) > MAX_TEXT:
+        raise ConfigError(f"{key}: {shown(value)} is longer than {MAX_TEXT} characters")
     if (tp is bool and isinstance(value, bool)) or (tp is str and isinstance(value, str)):
         return value
     if tp is int and is_number and isinstance(value, int):
+        if not -(2**63) <= value < 2**63:  # beyond what any count or seed can be
+            raise ConfigError(f"{key}: {shown(value)} is out of range (a 64-bit integer)")
         return value
     if tp is float and is_number:
         try:
             return float(value)
         except OverflowError:
-            raise ConfigError(f"{key}: {value} is too large for a number") from None
-    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {value!r}")
+            raise ConfigError(f"{key}: {shown(value)} is too large for a number") from None
+    raise ConfigError(f"{key}: expected {_type_name(tp)}, got {shown(value)}")
 
 
 def _type_name(tp: Any) -> str:
@@ -67,20 +74,20 @@ def merge(cfg: Config, overrides: dict[str, Any], source: str) -> Config:
     for key, value in overrides.items():
         if key in secs:
             if not isinstance(value, dict):
-                raise ConfigError(f"{source}: {key!r} must be a mapping of settings")
+                raise ConfigError(f"{source}: {shown(key)} must be a mapping of settings")
             for sub, subval in value.items():
                 _set_leaf(cfg, key, sub, subval, source)
         elif key in leaves:
             _set_leaf(cfg, leaves[key][0], key, value, source)
         else:
-            raise ConfigError(f"{source}: unknown setting {key!r}{_suggest(key)}")
+            raise ConfigError(f"{source}: unknown setting {shown(key)}{_suggest(key)}")
     return cfg
 
 
 def _set_leaf(cfg: Config, section: str, name: str, value: Any, source: str) -> None:
     sec = getattr(cfg, section)
     if name not in {f.name for f in fields(sec)}:
-        raise ConfigError(f"{source}: unknown setting {f'{section}.{name}'!r}{_suggest(name)}")
+        raise ConfigError(f"{source}: unknown setting {shown(f'{section}.{name}')}{_suggest(name)}")
     setattr(sec, name, coerce(value, leaf_type(section, name), f"{source}: {section}.{name}"))
 
 
