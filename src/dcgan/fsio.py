@@ -6,13 +6,17 @@ ignore a last line cut short by a kill).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 import uuid
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
+
+from dcgan.errors import ConfigError
 
 
 def atomic_write(path: Path | str, write: Callable[[BinaryIO], None]) -> Path:
@@ -60,12 +64,32 @@ def atomic_write_text(path: Path | str, text: str) -> Path:
     return atomic_write(path, lambda f: f.write(text.encode()))
 
 
+def open_append(path: Path | str) -> BinaryIO:
+    """Open a regular file to read and append (created when missing), never through a link:
+    a symbolic link planted where a run's log is cannot send its lines to another file, and a
+    FIFO cannot make the writer wait for a reader. Raises ConfigError naming the file."""
+    flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NONBLOCK
+    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    refused = f"{path}: a link or special file where the run keeps a file of its own; remove it"
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as e:
+        if os.path.islink(path) or e.errno in (errno.ELOOP, errno.ENXIO):
+            raise ConfigError(refused) from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(refused)
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "ab+")
+
+
 def append_jsonl(path: Path | str, record: dict[str, Any]) -> None:
     """Append one JSON record as a line (creating the file and its directory). A last line cut
     short (by a kill, or damage) is ended first, so the new record is never glued onto it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "ab+") as f:
+    with open_append(path) as f:
         fresh = f.tell() == 0
         if not fresh:
             f.seek(-1, os.SEEK_END)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from dcgan.fsio import append_jsonl
+from dcgan.fsio import append_jsonl, open_append
 from dcgan.run.rundir import LOG_FILE, STATS_FILE
 
 _SHOWN = (("loss_d", "D"), ("loss_g", "G"), ("d_real", "D(x)"), ("d_fake", "D(G(z))"))
@@ -34,7 +35,10 @@ class RunLogger:
                 unit="step",
                 dynamic_ncols=True,
             )
-        self._log = open(self.run_dir / LOG_FILE, "a")  # noqa: SIM115 - closed in close()
+        # Names in any bytes (a non-UTF-8 run directory) are written escaped, never a crash.
+        self._log = io.TextIOWrapper(
+            open_append(self.run_dir / LOG_FILE), encoding="utf-8", errors="backslashreplace"
+        )
 
     def info(self, message: str) -> None:
         """A line for log.txt and the user."""
