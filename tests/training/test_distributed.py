@@ -298,3 +298,62 @@ def test_sigterm_stops_the_group_at_one_step_with_a_checkpoint(tmp_path: Path, t
     saved = torch.load(latest_checkpoint(run), weights_only=True)
     assert 0 < saved["step"] < 100000
     assert f"stopped by SIGTERM at step {saved['step']}" in (run / "log.txt").read_text()
+
+
+STALE = {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "127.0.0.1"}
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_torchrun_variables_without_torchrun_are_refused_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    for name, value in {**STALE, "MASTER_PORT": str(_free_port())}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID", raising=False)
+    assert main(["train", *tiny_flags(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "torchrun did not start this process" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_store_that_does_not_answer_is_named_in_seconds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    from dcgan.training import distributed
+
+    port = _free_port()  # nothing listens there: the agent that started the job is gone
+    env = {**STALE, "MASTER_PORT": str(port), "TORCHELASTIC_RUN_ID": "stale"}
+    for name, value in {**env, "TORCHELASTIC_USE_AGENT_STORE": "True"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(distributed, "STORE_CONNECT_SECONDS", 1)
+    start = time.monotonic()
+    assert main(["train", *tiny_flags(tmp_path)]) == 2
+    assert time.monotonic() - start < 30
+    err = capsys.readouterr().err
+    assert f"torchrun's store at 127.0.0.1:{port} did not answer in 1 s" in err
+
+
+def test_an_unreadable_restart_count_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    env = {**STALE, "MASTER_PORT": str(_free_port()), "TORCHELASTIC_RUN_ID": "x"}
+    for name, value in {**env, "TORCHELASTIC_RESTART_COUNT": "x" * 1000}.items():
+        monkeypatch.setenv(name, value)
+    assert main(["train", *tiny_flags(tmp_path)]) == 2
+    assert "TORCHELASTIC_RESTART_COUNT='xxx" in capsys.readouterr().err
+
+
+def test_a_stale_restart_count_alone_does_not_matter(
+    tiny_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dcgan.training.loop import train
+
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "x")
+    assert train(tiny_config).step == 4

@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from dcgan.errors import ConfigError
+from dcgan.errors import ConfigError, brief, shown
 from dcgan.fsio import atomic_write_text
 from dcgan.seeding import STREAM_PROCESSES, seed_for
 from dcgan.training.guards import OUT_OF_TIME
@@ -35,6 +35,7 @@ from dcgan.training.guards import OUT_OF_TIME
 T = TypeVar("T")
 
 TORCHRUN_ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+STORE_CONNECT_SECONDS = 10
 # What stops a run early, in rising priority (SIGINT's exit code wins): the time budget
 # and the signals.
 SIGNALS = (None, OUT_OF_TIME, "SIGTERM", "SIGINT")
@@ -50,8 +51,26 @@ def env_rank() -> int:
 
 
 def restart_count() -> int:
-    """How many times torchrun has restarted the worker group (0 on the first attempt)."""
-    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    """How many times torchrun has restarted the worker group (0 on the first attempt, and
+    outside torchrun, whatever a shell left in the variable)."""
+    text = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") if launched_by_torchrun() else "0"
+    if not (text.isascii() and text.isdigit() and len(text) < 10):
+        raise ConfigError(
+            f"TORCHELASTIC_RESTART_COUNT={shown(text)} is not a count; torchrun sets it: unset "
+            "it, or start the run with torchrun"
+        )
+    return int(text)
+
+
+def check_launcher() -> None:
+    """Refuse torchrun's variables without torchrun: left in a shell by an earlier job, they
+    would make a plain `dcgan train` wait minutes for peers that never come."""
+    restart_count()  # a readable count, before anything waits
+    if "TORCHELASTIC_RUN_ID" not in os.environ:
+        raise ConfigError(
+            f"{', '.join(TORCHRUN_ENV)} are set, but torchrun did not start this process (no "
+            f"TORCHELASTIC_RUN_ID): left from an earlier job? unset them, or start with torchrun"
+        )
 
 
 @dataclass
@@ -164,6 +183,7 @@ def start(device: torch.device) -> Processes:
     """
     if not launched_by_torchrun():
         return Processes(device)
+    check_launcher()
     local_rank = int(os.environ["LOCAL_RANK"])
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
@@ -187,14 +207,25 @@ def _attempt_store(rank: int, world: int) -> dist.Store:
     our tests; see the README). A per-attempt prefix gives every attempt a clean namespace.
     """
     agent_hosts = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
-    store = dist.TCPStore(
-        os.environ["MASTER_ADDR"],
-        int(os.environ["MASTER_PORT"]),
-        world,
-        is_master=not agent_hosts and rank == 0,  # without torchrun's agent store, rank 0 hosts
-        timeout=timedelta(minutes=10),
-        multi_tenant=True,
-    )
+    address = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"
+    try:
+        # A short timeout to connect (a store that does not answer is gone), a long one after
+        # (the group's first barrier waits for every peer to start)
+        store = dist.TCPStore(
+            os.environ["MASTER_ADDR"],
+            int(os.environ["MASTER_PORT"]),
+            world,
+            is_master=not agent_hosts and rank == 0,  # without torchrun's agent store, rank 0 hosts
+            timeout=timedelta(seconds=STORE_CONNECT_SECONDS),
+            wait_for_workers=False,
+            multi_tenant=True,
+        )
+    except (RuntimeError, ValueError) as e:
+        raise ConfigError(
+            f"torchrun's store at {address} did not answer in {STORE_CONNECT_SECONDS} s "
+            f"({brief(e, 80)}): is the torchrun that started this process still running?"
+        ) from None
+    store.set_timeout(timedelta(minutes=10))
     return dist.PrefixStore(f"dcgan/attempt-{restart_count()}", store)
 
 
