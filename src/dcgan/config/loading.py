@@ -21,7 +21,6 @@ from dcgan.config.checks import validate
 from dcgan.config.schema import Config, leaf_fields, leaf_type, sections, to_dict
 from dcgan.errors import ConfigError, shown
 
-
 MAX_TEXT = 4096  # the longest path Linux takes; no setting's text needs more
 
 
