@@ -408,3 +408,36 @@ def test_download_failure_is_one_line_through_the_cli(tmp_path: Path, monkeypatc
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "http://127.0.0.1:9/x.gz" in err
     assert str(tmp_path / "mnist" / "t10k-images-idx3-ubyte.gz") in err
+
+
+def test_folder_walk_reads_each_directory_once_and_only_regular_files(tmp_path: Path) -> None:
+    """Two link loops, a link out of the folder, a FIFO named like an image and a name that is
+    not UTF-8: each image once, nothing outside read, no hang, no traceback."""
+    import os
+    import warnings
+
+    from dcgan.errors import Recovered
+
+    root = tmp_path / "pics"
+    write_image_folder(root / "sub", n=3, nested=False)
+    odd = os.fsencode(root) + b"/odd-\xff.png"
+    Image.new("RGB", (8, 8), (9, 9, 9)).save(os.fsdecode(odd))
+    outside = write_image_folder(tmp_path / "elsewhere", n=2)
+    (root / "a").symlink_to(".")
+    (root / "b").symlink_to(".")
+    (root / "sub" / "up").symlink_to("..")
+    (root / "out").symlink_to(outside)
+    os.mkfifo(root / "x.png")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        keys = decode.list_folder(root)
+    subs = sorted(f"sub/{p.name}" for p in (root / "sub").iterdir() if not p.is_symlink())
+    assert len(subs) == 3
+    assert keys == tuple(sorted([os.fsdecode(b"odd-\xff.png"), *subs]))
+    (warning,) = [w for w in caught if issubclass(w.category, Recovered)]
+    assert "1 link(s) lead out of the folder" in str(warning.message)
+    assert "'out'" in str(warning.message)
+    cfg = validate(merge(Config(), {"dataset": "folder", "data_root": str(root)}, "test"))
+    with pytest.warns(Recovered, match="lead out of the folder"):
+        images = open_images(cfg.data, 16, 3, "train")
+    assert len(images) == len(keys)  # decoded and cached, the odd name included

@@ -69,7 +69,8 @@ def cache_key(cfg: DataConfig, found: Found, size: int, channels: int) -> str:
     h.update(json.dumps(head).encode())
     for f in found.files:
         st = f.stat()
-        h.update(f"\0{f.absolute()}\0{st.st_size}\0{st.st_mtime_ns}".encode())
+        # the name's own bytes (any, not only UTF-8), then its size and time
+        h.update(b"\0" + os.fsencode(f.absolute()) + f"\0{st.st_size}\0{st.st_mtime_ns}".encode())
     return h.hexdigest()[:20]
 
 

@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from dcgan.errors import Recovered, shown
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
 # CelebA's aligned faces are 178x218 with the face in the middle; the 108x108 centre crop
@@ -75,13 +77,52 @@ def is_image_name(name: str) -> bool:
 
 def list_folder(root: Path) -> tuple[str, ...]:
     """Image files under `root`, recursively, as sorted relative POSIX paths (hidden ones
-    skipped)."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        dirnames[:] = [d for d in dirnames if not d.startswith(".") and d != "__MACOSX"]
-        rel = Path(dirpath).relative_to(root)
-        found += [(rel / f).as_posix() for f in filenames if is_image_name(f)]
+    skipped). Each real directory is read once, so a link loop cannot repeat or hang the walk;
+    links that lead out of `root` are not followed (a warning names them); only regular files
+    count, so a FIFO named like an image cannot block a read. Names may hold any bytes."""
+    top = os.path.realpath(root)
+    found: list[str] = []
+    outside: list[str] = []
+    seen: set[tuple[int, int]] = set()
+    pending = [(os.fspath(root), "")]
+    while pending:
+        path, rel = pending.pop()
+        try:
+            st = os.stat(path)
+            if (st.st_dev, st.st_ino) in seen:
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            with os.scandir(path) as it:
+                entries = list(it)
+        except OSError:  # unreadable, or gone since it was listed
+            continue
+        for entry in entries:
+            name = entry.name
+            if name.startswith(".") or name == "__MACOSX":
+                continue
+            key = f"{rel}/{name}" if rel else name
+            try:
+                if entry.is_symlink() and not _inside(os.path.realpath(entry.path), top):
+                    outside.append(key)
+                elif entry.is_dir():
+                    pending.append((entry.path, key))
+                elif entry.is_file() and is_image_name(name):
+                    found.append(key)
+            except OSError:
+                continue
+    if outside:
+        warnings.warn(
+            f"{root}: {len(outside)} link(s) lead out of the folder and were not followed "
+            f"(first: {shown(outside[0])}); copy what they point to into it, or pass that "
+            "folder as --data-root",
+            Recovered,
+            2,
+        )
     return tuple(sorted(found))
+
+
+def _inside(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
 
 
 def list_zip(path: Path) -> tuple[str, ...]:
