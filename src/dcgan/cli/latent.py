@@ -15,11 +15,18 @@ import torch
 
 from dcgan.cli.common import Command, check_output, positive
 from dcgan.device import pick_device
-from dcgan.errors import ConfigError
+from dcgan.errors import ConfigError, shown
 
 PAIR = re.compile(r"([0-9]+):([0-9]+)")
 INDEX = re.compile(r"[0-9]+")
 DIM_RANGE = re.compile(r"([0-9]+)(?:-([0-9]+))?")
+# What one command may render, checked before anything is allocated: counts against the
+# first, and once G's image size is known, the pixels (float, then zoomed bytes) against the
+# second, so that no flag can ask for more memory than a laptop has.
+MAX_IMAGES = 4096
+MAX_OUTPUT_BYTES = 512 * 2**20
+MAX_ZOOM = 64
+MIN_FPS = 0.1  # a GIF frame lasts at most 10 s (Pillow stores it in 16 bits of 10 ms)
 
 
 def _common(p: argparse.ArgumentParser, out_help: str, gif: bool = False) -> None:
@@ -51,15 +58,38 @@ def _method(p: argparse.ArgumentParser) -> None:
 def _checked(ns: argparse.Namespace, suffixes: tuple[str, ...]) -> None:
     """Flags every command shares, and an output file it can write, before any work."""
     positive(batch_size=ns.batch_size, zoom=ns.zoom)
+    if ns.zoom > MAX_ZOOM:
+        raise ConfigError(f"--zoom: {ns.zoom} is more than {MAX_ZOOM}")
     if ns.seed < 0:
         raise ConfigError(f"--seed: {ns.seed} must be >= 0")
     fps = getattr(ns, "fps", None)
-    if fps is not None and not 0 < fps <= 100:
-        raise ConfigError(f"--fps: {fps} must be above 0 and at most 100")
+    if fps is not None and not MIN_FPS <= fps <= 100:
+        raise ConfigError(f"--fps: {fps} must be from {MIN_FPS} to 100")
     out: Path = ns.out
     if out.suffix.lower() not in suffixes:
         raise ConfigError(f"--out: {out}: can write {' or '.join(suffixes)} files only")
     check_output("--out", out)
+
+
+def _count(count: int, flags: str) -> None:
+    """Refuse, before any work, more images than one command renders."""
+    if count > MAX_IMAGES:
+        raise ConfigError(
+            f"{flags}: {count} images, more than the {MAX_IMAGES} one command renders; ask for "
+            "fewer"
+        )
+
+
+def _fits(ns: argparse.Namespace, generator: torch.nn.Module, count: int, flags: str) -> None:
+    """Refuse, once G's image size is known, images whose pixels would not fit the budget."""
+    side, channels = generator.cfg.image_size, generator.cfg.channels
+    need = count * side * side * channels * (4 + ns.zoom**2)  # float32, then zoomed uint8
+    if need > MAX_OUTPUT_BYTES:
+        raise ConfigError(
+            f"{flags} --zoom {ns.zoom}: {count} images of {side * ns.zoom} px need "
+            f"{need / 2**20:.0f} MB, more than {MAX_OUTPUT_BYTES // 2**20} MB; ask for fewer "
+            "images or a smaller --zoom"
+        )
 
 
 def _load(ns: argparse.Namespace) -> tuple[torch.nn.Module, str]:
@@ -144,9 +174,11 @@ def parse_dims(text: str) -> list[int]:
         first, last = (int(match[1]), int(match[2] or match[1])) if match else (0, -1)
         if match is None or last < first:
             raise ConfigError(
-                f"--dims: '{text}' is not a list of z dimensions; use e.g. 0-9 or 0,5,7 "
+                f"--dims: {shown(text)} is not a list of z dimensions; use e.g. 0-9 or 0,5,7 "
                 "(ranges ascending, ends included)"
             )
+        if len(dims) + last - first >= MAX_IMAGES:
+            raise ConfigError(f"--dims: {shown(text)} names more than {MAX_IMAGES} dimensions")
         dims += range(first, last + 1)
     return dims
 
@@ -176,7 +208,10 @@ def run_interpolate(ns: argparse.Namespace) -> int:
     if ns.method is not None:
         latent.resolve_method(ns.method, "normal")
     _checked(ns, (".png", ".gif"))
+    count, flags = len(pairs) * ns.steps * 2, "I:J pairs x --steps"  # a GIF goes there and back
+    _count(count, flags)
     generator, dist, blend = _load_blend(ns)
+    _fits(ns, generator, count, flags)
     images = latent.interpolate(
         generator, pairs, ns.steps, ns.method, ns.seed, dist, ns.batch_size, blend
     )
@@ -209,7 +244,10 @@ def run_arithmetic(ns: argparse.Namespace) -> int:
     if not ns.noise >= 0 or ns.noise == float("inf"):
         raise ConfigError(f"--noise: {ns.noise} must be a finite number >= 0")
     _checked(ns, (".png",))
+    count = sum(map(len, groups)) + 1 + ns.variations
+    _count(count, "--a --b --c --variations")
     generator, dist = _load(ns)
+    _fits(ns, generator, count, "--a --b --c --variations")
     record = latent.arithmetic(
         generator, *groups, ns.seed, ns.variations, ns.noise, dist, ns.batch_size
     )
@@ -239,7 +277,9 @@ def run_walk(ns: argparse.Namespace) -> int:
     if ns.method is not None:
         latent.resolve_method(ns.method, "normal")
     _checked(ns, (".gif", ".png"))
+    _count(ns.frames, "--frames")
     generator, dist = _load(ns)
+    _fits(ns, generator, ns.frames, "--frames")
     frames = latent.walk(generator, ns.frames, ns.keys, ns.seed, ns.method, dist, ns.batch_size)
     if ns.out.suffix.lower() == ".gif":
         write = _save_gif(ns, frames)
@@ -277,7 +317,9 @@ def run_sweep(ns: argparse.Namespace) -> int:
     if not all(abs(v) < float("inf") for v in (low, high)):
         raise ConfigError(f"--range: {low} {high} must be finite numbers")
     _checked(ns, (".png",))
+    _count(len(dims) * (ns.steps + 1), "--dims x --steps")
     generator, dist = _load(ns)
+    _fits(ns, generator, len(dims) * (ns.steps + 1), "--dims x --steps")
     if max(dims) >= generator.cfg.nz:
         raise ConfigError(
             f"--dims: {max(dims)} is out of range; this generator's z has dimensions "
