@@ -66,7 +66,7 @@ def test_damaged_files_are_sections_not_tracebacks(run: Path) -> None:
     page = path.read_text()
     assert problems >= 4
     assert "config.yaml is damaged" in page and "nearest.png is damaged" in page
-    assert "no preview grids" in page and "line 2 is not a stats record" in page
+    assert "no preview grids" in page and "line 2 skipped (not JSON)" in page
 
 
 def test_not_a_directory_is_one_line(tmp_path: Path, capsys) -> None:

@@ -63,8 +63,8 @@ def training_fids(run: Path) -> list[dict[str, Any]]:
     """The run's FID-during-training records (`fid` lines of stats.jsonl), oldest first."""
     try:
         stats = read_stats(run)
-    except ConfigError:
-        stats = read_records(run / "stats.jsonl")
+    except OSError:
+        stats = []
     return [r for r in stats if isinstance(r.get("fid"), (int, float))]
 
 
@@ -143,7 +143,10 @@ def _last_stats(run: Path | None) -> dict[str, Any]:
     """The newest training record of stats.jsonl (steps, images seen)."""
     if run is None:
         return {}
-    records = [r for r in read_records(run / "stats.jsonl") if "images_seen" in r]
+    try:
+        records = [r for r in read_stats(run) if "images_seen" in r]
+    except OSError:
+        return {}
     return records[-1] if records else {}
 
 

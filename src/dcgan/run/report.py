@@ -14,6 +14,7 @@ import base64
 import html
 import io
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 
 from PIL import Image
 
-from dcgan.errors import ConfigError
+from dcgan.errors import ConfigError, Recovered
 from dcgan.fsio import atomic_write_text
 from dcgan.run.card import evaluations, latest_grid, metric_values, read_records, training_fids
 from dcgan.run.plots import plot_losses
@@ -166,11 +167,14 @@ def _settings(run: Path, section: Section) -> None:
 
 
 def _curves(run: Path, section: Section) -> None:
-    try:
-        records = read_stats(run)
-    except ConfigError as e:
-        section.notes.append(f"{e}; the curves skip its damaged lines")
-        records = [r for r in read_records(run / STATS_FILE) if isinstance(r.get("step"), int)]
+    with warnings.catch_warnings(record=True) as caught:  # damaged lines: notes on the page
+        warnings.simplefilter("always", Recovered)
+        try:
+            records = read_stats(run)
+        except OSError as e:
+            section.notes.append(f"{STATS_FILE} is unreadable ({e.strerror or e})")
+            records = []
+    section.notes += [str(w.message) for w in caught if issubclass(w.category, Recovered)]
     records = [r for r in records if "loss_g" in r or "d_real" in r]
     if records:
         with tempfile.TemporaryDirectory() as tmp:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
 from dcgan.config import Config, dump_yaml, from_dict, load_yaml, sections
-from dcgan.errors import ConfigError
+from dcgan.errors import ConfigError, Recovered, shown
 from dcgan.fsio import atomic_write
 
 CONFIG_FILE = "config.yaml"
@@ -76,9 +77,32 @@ def read_config(run_dir: Path) -> Config:
 
 def read_stats(run_dir: Path) -> list[dict[str, Any]]:
     """All records of `stats.jsonl` (empty when there is none yet). A last line cut short by a
-    kill mid-append is ignored; a damaged line elsewhere is an error naming the file."""
+    kill mid-append is ignored; a damaged line elsewhere is skipped with a warning naming it
+    (see `stats_problem`), so it never stops a command or a later step of the run."""
     path = Path(run_dir) / STATS_FILE
     return _parse_stats(path.read_bytes(), path) if path.is_file() else []
+
+
+TEXT_STATS = frozenset({"ended_by"})  # the stats fields that are words; all others are numbers
+
+
+def stats_problem(record: Any) -> str | None:
+    """Why a parsed line is not a stats record, or None: an object whose `step` is a count and
+    whose values are plain numbers (within a float's range), words only where TEXT_STATS says."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    step = record.get("step")
+    if type(step) is not int or not 0 <= step < 2**63:
+        return "no step count"
+    for key, value in record.items():
+        if key in TEXT_STATS:
+            ok = isinstance(value, str) and len(value) <= 100
+        else:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = ok and (isinstance(value, float) or abs(value) < 2**1000)  # float() can take it
+        if not ok:
+            return f"{shown(key, 40)} is {shown(value, 40)}"
+    return None
 
 
 def _parse_stats(data: bytes, path: Path) -> list[dict[str, Any]]:
@@ -89,12 +113,15 @@ def _parse_stats(data: bytes, path: Path) -> list[dict[str, Any]]:
             record = json.loads(line.decode())
         except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested beyond reason
             record = None
-        if isinstance(record, dict) and type(record.get("step")) is int:
+        problem = "not JSON" if record is None else stats_problem(record)
+        if problem is None:
             records.append(record)
-        elif number < len(lines):
-            raise ConfigError(
-                f"{path}: line {number} is not a stats record; fix or remove that line (this "
-                "file is the run's log; its checkpoints hold the state)"
+        elif number < len(lines) or record is not None:  # a kill may cut the last line short
+            warnings.warn(
+                f"{path}: line {number} skipped ({problem}); fix or remove that line (this file "
+                "is the run's log; its checkpoints hold the state)",
+                Recovered,
+                2,
             )
     return records
 

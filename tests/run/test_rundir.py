@@ -1,0 +1,64 @@
+"""stats.jsonl is read record by record: a damaged line is skipped and named, never fatal."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import with_settings
+from dcgan.cli import main
+from dcgan.config import Config
+from dcgan.errors import Recovered
+from dcgan.run.rundir import read_stats, stats_problem
+from dcgan.training.loop import train
+
+
+@pytest.mark.parametrize(
+    ("record", "problem"),
+    [
+        ({"step": 2, "loss_d": 1.5, "ended_by": "max_minutes"}, None),
+        ({"step": 2, "loss_d": 10**400}, "'loss_d' is an integer of 1329 bits"),
+        ({"step": 2, "images_seen": "x"}, "'images_seen' is 'x'"),
+        ({"step": 2, "loss_g": None}, "'loss_g' is None"),
+        ({"step": 2, "loss_g": True}, "'loss_g' is True"),
+        ({"step": 2, "loss_g": [1.0]}, "'loss_g' is [1.0]"),
+        ({"step": 2, "ended_by": "x" * 1000}, "'ended_by' is 'xxx"),
+        ({"step": "2"}, "no step count"),
+        ({"step": 2**64}, "no step count"),
+        ([1, 2], "not a JSON object"),
+    ],
+)
+def test_stats_problem_names_the_field(record: object, problem: str | None) -> None:
+    found = stats_problem(record)
+    assert found == problem if problem is None else found.startswith(problem)
+
+
+def _damage(run: Path) -> list[dict]:
+    """Put a huge number and a word where numbers belong on the first two of four records."""
+    path = run / "stats.jsonl"
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    records[0]["loss_d"], records[1]["images_seen"] = 10**400, "x"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return records
+
+
+def test_damaged_stats_are_skipped_by_every_reader(
+    tiny_config: Config, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    cfg = with_settings(tiny_config, steps=8, log_every=2, checkpoint_every=4)
+    run = train(with_settings(cfg, steps=4)).run_dir
+    _damage(run)
+    with pytest.warns(Recovered, match=r"line 1 skipped \('loss_d' is an integer of 1329 bits\)"):
+        kept = read_stats(run)
+    assert [r["step"] for r in kept] == []  # both records of the 4-step run are damaged
+    for argv in (
+        ["runs", str(run.parent)],
+        ["report", str(run), "--out", str(tmp_path / "r.html")],
+        ["export", str(run), "--format", "safetensors", "--out", str(tmp_path / "g.safetensors")],
+    ):
+        assert main(argv) == 0, argv
+        assert "line 2 skipped ('images_seen' is 'x')" in capsys.readouterr().err
+    with pytest.warns(Recovered):
+        resumed = train(cfg, resume=run)  # its checkpoints and card read the stats again
+    assert resumed.step == 8
+    assert [r["step"] for r in read_stats(run)] == [6, 8]
