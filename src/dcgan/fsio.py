@@ -84,6 +84,23 @@ def open_append(path: Path | str) -> BinaryIO:
     return os.fdopen(fd, "ab+")
 
 
+def read_small(path: Path | str, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes; ValueError naming the file for a
+    bigger one (its size read before any byte) or for one that is not a regular file (a FIFO
+    would make the read wait for a writer)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError(f"{path} is not a regular file")
+        if st.st_size > limit:
+            raise ValueError(f"{path} is {st.st_size / 2**20:.0f} MiB, more than {limit >> 20} MiB")
+        data = f.read(limit + 1)  # a file that grew since: still at most limit + 1 bytes
+    if len(data) > limit:
+        raise ValueError(f"{path} is more than {limit >> 20} MiB")
+    return data
+
+
 def append_jsonl(path: Path | str, record: dict[str, Any]) -> None:
     """Append one JSON record as a line (creating the file and its directory). A last line cut
     short (by a kill, or damage) is ended first, so the new record is never glued onto it."""

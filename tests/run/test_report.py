@@ -103,3 +103,16 @@ def test_report_renders_in_chromium(run: Path, tmp_path: Path) -> None:
     assert pixels.shape == (2000, 1200)
     assert pixels.var() > 100  # text, tables and pictures, not a blank page
     assert (pixels < 64).mean() > 0.01  # dark sample grids were drawn
+
+
+def test_a_huge_picture_or_a_fifo_is_named_not_read(run: Path, tmp_path: Path) -> None:
+    import os
+
+    huge = run / "samples" / "step-999999.png"  # sparse: 3 GB that take no disk
+    with open(huge, "wb") as f:
+        f.truncate(3 * 2**30)
+    os.mkfifo(run / "samples" / "step-999998.png")
+    path, _ = write_report(run, tmp_path / "r.html")
+    page = path.read_text()
+    assert "step-999999.png is 3072 MiB, more than 8 MiB" in page
+    assert "step-999998.png is not a regular file" in page

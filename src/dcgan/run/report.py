@@ -23,7 +23,7 @@ from typing import Any
 from PIL import Image
 
 from dcgan.errors import ConfigError, Recovered
-from dcgan.fsio import atomic_write_text
+from dcgan.fsio import atomic_write_text, read_small
 from dcgan.run.card import evaluations, latest_grid, metric_values, read_records, training_fids
 from dcgan.run.plots import plot_losses
 from dcgan.run.rundir import CONFIG_FILE, METRICS_FILE, SAMPLES_DIR, STATS_FILE, read_stats
@@ -115,9 +115,7 @@ def _page(run: Path, sections: list[Section]) -> str:
 def data_uri(path: Path) -> str:
     """`path` as a data: URI, after PIL has checked that it is a whole picture; ValueError
     (naming the file) for a damaged or oversized one."""
-    data = path.read_bytes()
-    if len(data) > MAX_IMAGE_BYTES:
-        raise ValueError(f"{path} is {len(data) // 2**20} MiB, too big to embed")
+    data = read_small(path, MAX_IMAGE_BYTES)  # a bigger one is named, never read
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
@@ -156,7 +154,11 @@ def _settings(run: Path, section: Section) -> None:
     if not path.is_file():
         section.notes.append(f"{path} is missing: this may not be a run directory")
         return
-    text = path.read_bytes().decode("utf-8", "replace")
+    try:
+        text = read_small(path, MAX_IMAGE_BYTES).decode("utf-8", "replace")
+    except (OSError, ValueError) as e:
+        section.notes.append(f"{CONFIG_FILE} is unreadable: {e}")
+        return
     try:
         from dcgan.run.rundir import read_config
 
