@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from dcgan.api import DCGAN
-from dcgan.config import merge
+from dcgan.config import Config, merge
 from dcgan.errors import CheckpointError
-from dcgan.run.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from dcgan.run.checkpoint import Checkpoint, load_checkpoint, load_export, save_checkpoint
 from dcgan.run.rundir import latest_checkpoint, read_config
 from dcgan.run.sources import load_generator
 from dcgan.sampling import generate
@@ -110,3 +110,28 @@ def test_fields_added_since_the_old_file_have_defaults_and_the_rest_is_what_it_h
     added = set(fields) - set(raw)
     assert added == {"augment_p", "ada_signal", "class_names"}
     assert all(fields[name].default is None for name in added)
+
+
+def test_an_export_whose_settings_ask_for_terabytes_falls_back_to_the_checkpoint(
+    tiny_config: Config,
+) -> None:
+    """generator.json that passes validation (512 px, width 8192) but not its weights' check:
+    nothing is built from it, and the run's latest.pt serves."""
+    import json
+    import warnings
+
+    from dcgan.errors import Recovered
+    from dcgan.run.sources import load_sampler
+
+    run = train(tiny_config).run_dir
+    meta_path = run / "generator.json"
+    meta = json.loads(meta_path.read_text())
+    meta["model"] |= {"image_size": 512, "ngf": 8192}
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="SHA-256"):
+        load_export(run)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        found = load_sampler(run)
+    assert found.generator.cfg.ngf == tiny_config.model.ngf
+    assert any(issubclass(w.category, Recovered) and "latest.pt" in str(w.message) for w in caught)

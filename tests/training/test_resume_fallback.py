@@ -149,3 +149,21 @@ def test_a_config_yaml_that_disagrees_with_its_checkpoint_is_refused(
     err = capsys.readouterr().err
     assert err.count("\n") == 1
     assert "train.lr is 0.0003 but" in err and "was trained with 0.0002; set it back" in err
+
+
+def test_a_latest_checkpoint_whose_settings_do_not_fit_its_weights_falls_back(
+    exact: Config, capsys: pytest.CaptureFixture
+) -> None:
+    """Settings of 512 px at width 8192 would ask for terabytes: the checkpoint is refused on
+    a meta-device copy, before any allocation, and the newest intact one is used."""
+    straight = train(with_settings(exact, steps=6))
+    run = train(with_settings(exact, steps=3)).run_dir
+    latest = latest_checkpoint(run)
+    saved = torch.load(latest, weights_only=True)
+    saved["config"]["model"] |= {"image_size": 512, "ngf": 8192}
+    torch.save(saved, latest)
+    capsys.readouterr()
+    assert main(["train", "--resume", str(run), "--steps", "6"]) == 0
+    note = [x for x in capsys.readouterr().err.splitlines() if "newest intact" in x]
+    assert len(note) == 1 and "its generator settings do not fit its weights" in note[0]
+    assert _same_weights(load_checkpoint(latest).generator, straight.generator.state_dict())

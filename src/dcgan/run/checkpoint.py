@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from dataclasses import MISSING, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,9 @@ import torch
 from safetensors.torch import load, save
 
 from dcgan.config import Z_DISTRIBUTIONS, ModelConfig, from_dict, model_dict
-from dcgan.errors import CheckpointError, ConfigError, brief
+from dcgan.errors import CheckpointError, ConfigError, brief, shown
 from dcgan.fsio import atomic_write, check_stored_zip
-from dcgan.nn.models import Generator
+from dcgan.nn.models import Discriminator, Generator
 from dcgan.run.card import write_card
 
 FORMAT_VERSION = 1
@@ -173,7 +174,13 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     except Exception as e:  # torch raises many exception types for damaged or hostile files
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(f"cannot load checkpoint {path}: {brief(first)}") from None
-    return Checkpoint.from_dict(saved, path)
+    checkpoint = Checkpoint.from_dict(saved, path)
+    # Its saved settings must fit its own weights, or a resume or sample would build networks
+    # of the wrong size (or of terabytes); a CheckpointError lets callers fall back to another
+    check_fits(lambda: Generator(checkpoint.model_config), checkpoint.generator, path, "generator")
+    d_weights = checkpoint.discriminator
+    check_fits(lambda: Discriminator(checkpoint.model_config), d_weights, path, "discriminator")
+    return checkpoint
 
 
 def weights_sha256(tensors: dict[str, torch.Tensor], settings: str = "") -> str:
@@ -215,6 +222,28 @@ def load_weights(path: Path, settings: str = "", fix: str = "") -> dict[str, tor
             f"file is damaged{fix}"
         )
     return tensors
+
+
+def check_fits(
+    build: Callable[[], torch.nn.Module], weights: dict[str, torch.Tensor], path: Path, what: str
+) -> None:
+    """Raise CheckpointError unless `weights` fit what `build` makes from the saved settings,
+    checked on a copy on the meta device, which allocates nothing: settings that do not fit
+    their weights (damaged, or hostile: 512 px at width 8192 asks for terabytes) are named
+    before a byte is allocated for them."""
+    try:
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in build().state_dict().items()}
+    except (ConfigError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: invalid {what} settings ({brief(e)})") from None
+    found = {k: tuple(v.shape) for k, v in weights.items()}
+    if shapes != found:
+        key = next((k for k in shapes if shapes[k] != found.get(k)), None) or next(iter(found))
+        raise CheckpointError(
+            f"{path}: its {what} settings do not fit its weights ({shown(key)}: "
+            f"{shapes.get(key)} in the settings, {found.get(key)} in the weights); the file is "
+            "damaged or its settings were changed"
+        )
 
 
 def load_into(module: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
@@ -273,8 +302,10 @@ def load_export(path: str | Path) -> tuple[Generator, dict[str, Any]]:
     meta = read_export_meta(meta_path)
     names = meta.get("class_names")
     settings = _export_settings(model_dict(meta["model"]), meta["z_dist"], names)
+    tensors = load_weights(weights, settings, EXPORT_FIX)
+    check_fits(lambda: Generator(meta["model"]), tensors, weights, "generator")
     generator = Generator(meta["model"])
-    load_into(generator, load_weights(weights, settings, EXPORT_FIX), weights)
+    load_into(generator, tensors, weights)
     return generator, {**meta, "model": model_dict(meta["model"])}
 
 
