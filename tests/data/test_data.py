@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -62,3 +64,50 @@ def test_the_config_names_exactly_the_datasets_that_have_readers() -> None:
 
     assert tuple(BUILT_IN) == BUILT_IN_DATASETS
     assert tuple(CATALOGUE) == FILE_DATASETS
+
+
+def test_sigterm_while_the_cache_is_written_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """SIGTERM's default action would end the process on the spot; under `dcgan` it unwinds,
+    so the half-written cache file goes (and a kill's orphans go on the next build)."""
+    import os
+    import signal
+
+    from conftest import tiny_flags
+    from datafiles import write_image_folder
+    from dcgan.cli import main
+    from dcgan.data import cache
+
+    folder = write_image_folder(tmp_path / "pics", n=8)
+    cache_dir = tmp_path / "cache"
+    dead = _dead_pid()
+
+    def killed_midway(cfg, found, size, channels, out):
+        out.write_bytes(b"half a dataset")
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the write")
+
+    monkeypatch.setattr(cache, "write_encoded", killed_midway)
+    flags = tiny_flags(tmp_path, dataset="folder", data_root=folder, cache_dir=cache_dir)
+    assert main(["train", *flags]) == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM" in capsys.readouterr().err
+    assert list(cache_dir.iterdir()) == []
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # put back after the command
+
+    monkeypatch.undo()
+    orphan = cache_dir / f"folder-16px-1ch-0123.{dead}.tmp.npy"
+    mine = cache_dir / f"folder-16px-1ch-0123.{os.getpid()}.tmp.npy"
+    for path in (orphan, mine, orphan.with_suffix(".compact.npy")):
+        path.write_bytes(b"x")
+    cache.remove_orphans(cache_dir / "folder-16px-1ch-0123.npy")
+    assert sorted(p.name for p in cache_dir.iterdir()) == [mine.name]
+
+
+def _dead_pid() -> int:
+    """The id of a process that has ended."""
+    import subprocess
+
+    done = subprocess.Popen(["true"])
+    done.wait()
+    return done.pid

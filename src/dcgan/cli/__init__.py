@@ -8,9 +8,13 @@ its traceback. A damaged file worked around is one `warning:` line.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import sys
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from dcgan.cli import datasets, exporting, generating, latent, measuring, runs, training
 from dcgan.cli.common import Parser, os_error_line
@@ -30,11 +34,42 @@ def build_parser() -> Parser:
     return parser
 
 
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP reached a command outside training's own handler (a BaseException,
+    as KeyboardInterrupt is, so that no `except Exception` takes it for a damaged file)."""
+
+
+@contextlib.contextmanager
+def unwinding_signals() -> Iterator[None]:
+    """While a command runs, SIGTERM and SIGHUP unwind it like an exception, so every
+    `finally` removes its temporary files (their default action ends the process on the spot,
+    leaving a dataset-sized cache file behind). Training's GracefulStop takes SIGTERM over
+    while it trains. Forked children (decoding workers) keep the default action."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    owner = os.getpid()
+
+    def unwind(signum: int, _frame: object) -> None:
+        if os.getpid() != owner:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise Terminated(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, unwind) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ns = build_parser().parse_args(argv)
     name = f"dcgan {ns.command}"
     try:
-        with warnings.catch_warnings():
+        with unwinding_signals(), warnings.catch_warnings():
             warnings.simplefilter("always", Recovered)
             warnings.showwarning = _one_line_warnings(name, warnings.showwarning)
             return ns.handler(ns)
@@ -50,6 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130
+    except Terminated as e:
+        print(f"{name}: stopped by {e}", file=sys.stderr)
+        return 128 + signal.Signals[str(e)].value
 
 
 def _line(e: Exception) -> str:

@@ -11,6 +11,7 @@ asked for, are cached beside the images under the same name (`.labels.npy`), che
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -151,6 +152,7 @@ def decode_into(
     cfg: DataConfig, found: Found, size: int, channels: int, path: Path
 ) -> tuple[list[tuple[str, str]], int]:
     """Decode to `path` (atomically); returns the skipped (file, reason) pairs and the total."""
+    remove_orphans(path)
     tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
     try:
         if found.arrays is not None:
@@ -161,6 +163,25 @@ def decode_into(
     finally:
         tmp.unlink(missing_ok=True)
     return skipped, total
+
+
+def remove_orphans(path: Path) -> None:
+    """Remove the temporary files of `path` that processes no longer running left (a SIGKILL,
+    a power cut): each is named after its writer's process id, and may be dataset-sized."""
+    for tmp in path.parent.glob(f"{glob.escape(path.stem)}.*.tmp*.npy"):
+        pid = tmp.name[len(path.stem) + 1 :].split(".", 1)[0]  # STEM.PID.tmp[.compact].npy
+        if pid.isdigit() and not _running(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: alive
+        return True
+    return True
 
 
 # ---------------------------------------------------------------------------- raw pixel arrays
