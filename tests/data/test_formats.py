@@ -569,3 +569,67 @@ def test_written_idx_is_byte_exact(tmp_path: Path) -> None:
     )
     with tarfile.open(write_cifar(tmp_path, "cifar10")) as tar:
         assert "cifar-10-batches-py/batches.meta" in tar.getnames()
+
+
+# ---------------------------------------------------------------- headers that lie
+
+
+def _npy_bomb(shape: tuple[int, ...]) -> bytes:
+    """An .npy whose header declares `shape` of uint8 but that holds no data."""
+    out = io.BytesIO()
+    np.lib.format.write_array_header_1_0(  # the magic bytes and the header, no data
+        out, {"descr": "|u1", "fortran_order": False, "shape": shape}
+    )
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("bare", [False, True])
+def test_an_npz_header_declaring_terabytes_is_refused_unread(tmp_path: Path, bare: bool) -> None:
+    path = tmp_path / ("x.npy" if bare else "x.npz")
+    if bare:
+        path.write_bytes(_npy_bomb((10**12, 28, 28)))
+    else:
+        with zipfile.ZipFile(path, "w") as zf:
+            zf.writestr("images.npy", _npy_bomb((10**12, 28, 28)))
+    assert path.stat().st_size < 500
+    with pytest.raises(DataError, match=r"declares 784000\.0 GB of data, but the file holds"):
+        read_npz(path)
+
+
+def test_an_hdf5_declaring_ten_million_unwritten_images_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("images", shape=(10**7, 28, 28), dtype="u1")  # never written
+    assert path.stat().st_size < 4096
+    with pytest.raises(DataError, match=r"x\.h5 \(images\): its header declares 7\.8 GB"):
+        read_hdf5(path)
+
+
+def test_a_gzip_idx_that_would_inflate_to_gigabytes_is_refused_first(tmp_path: Path) -> None:
+    header = (0x00000803).to_bytes(4, "big") + b"".join(
+        n.to_bytes(4, "big") for n in (2_700_000, 28, 28)
+    )
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    path.write_bytes(gzip.compress(header + bytes(1 << 20)))  # 1 MB of the 2.1 GB it declares
+    with pytest.raises(DataError, match=r"declares 2\.1 GB of data, but the file holds"):
+        read_idx(path)
+
+
+def test_a_zip_member_that_inflates_past_a_pictures_size_is_skipped(tmp_path: Path) -> None:
+    from dcgan.data import decode
+
+    path = tmp_path / "pics.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("bomb.png", bytes(decode.MAX_FILE_BYTES + 1))
+        zf.writestr("ok.png", b"\x89PNG")
+    assert path.stat().st_size < decode.MAX_FILE_BYTES // 100
+    with pytest.raises(ValueError, match="more than a picture's"):
+        decode.read_bytes("zip", str(path), "bomb.png")
+    assert decode.read_bytes("zip", str(path), "ok.png") == b"\x89PNG"
+
+
+def test_a_class_label_of_two_billion_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "x.npz"
+    np.savez(path, images=np.zeros((2, 8, 8), np.uint8), labels=np.array([0, 2 * 10**9]))
+    with pytest.raises(DataError, match="class label 2000000000 is beyond the 100000 classes"):
+        containers.read_npz_labels(path)

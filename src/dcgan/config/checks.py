@@ -10,6 +10,7 @@ from dcgan.config.schema import (
     COND_G,
     DATASET_NAMES,
     LOSS_NAMES,
+    MAX_CLASSES,
     PRECISIONS,
     SPLITS,
     Z_DISTRIBUTIONS,
@@ -68,8 +69,10 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"feature_matching: {t.feature_matching} must be >= 0")
     _choice("cond_g", m.cond_g, COND_G)
     _choice("cond_d", m.cond_d, COND_D)
-    if m.num_classes < 0 or m.num_classes > 100_000:
-        raise ConfigError(f"num_classes: {m.num_classes} must be in [0, 100000] (0: the dataset's)")
+    if m.num_classes < 0 or m.num_classes > MAX_CLASSES:
+        raise ConfigError(
+            f"num_classes: {m.num_classes} must be in [0, {MAX_CLASSES}] (0: the dataset's)"
+        )
     if m.num_classes and not m.conditional:
         raise ConfigError(f"num_classes: {m.num_classes} is set but the model is not --conditional")
     _choice("loss", t.loss, LOSS_NAMES)

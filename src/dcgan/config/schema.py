@@ -17,6 +17,7 @@ COND_G = ("cbn", "concat")
 COND_D = ("projection", "concat")
 AUGMENT_POLICIES = ("translation", "cutout", "color")  # DiffAugment's, in the order applied
 CUTOUT_RATIO = 0.5  # DiffAugment's cutout: a square of half the image side
+MAX_CLASSES = 100_000  # a conditional model's class tables stay a sensible size
 # Every dataset `data.dataset` may name: the built-in ones, then those read from files (each has
 # a reader in `dcgan.data`; a test keeps the two lists equal).
 BUILT_IN_DATASETS = ("mnist-sample", "fake")

@@ -51,6 +51,47 @@ def read_bytes(path: Path) -> bytes:
         raise DataError(f"{path}: cannot read the file ({why(exc)})") from None
 
 
+# ---------------------------------------------------------------- declared sizes
+
+# Compressed pixels never expand more than this in real data (MNIST's gzip: 4.7x); a file that
+# claims more is damaged or a decompression bomb.
+MAX_EXPANSION = 100
+OVERHEAD = 1 << 16  # headers and metadata a container may hold beside its pixels
+
+
+def memory_cap() -> int:
+    """Half this machine's memory: the most pixels a file may declare before it is read."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):  # not on Linux/macOS: a fixed 8 GiB
+        return 8 << 30
+
+
+def check_declared(declared: int, stored: int, source: object, compressed: bool) -> None:
+    """Refuse, before reading them, `declared` bytes of data a header promises when `stored`
+    bytes could not hold them (after at most MAX_EXPANSION when `compressed`) or when they
+    exceed `memory_cap`."""
+    room = stored * (MAX_EXPANSION if compressed else 1) + OVERHEAD
+    if declared > room:
+        raise DataError(
+            f"{source}: its header declares {_size(declared)} of data, but the file holds "
+            f"{_size(stored)}{' compressed' if compressed else ''}: it is damaged or a "
+            "decompression bomb; fetch or save it again"
+        )
+    if declared > memory_cap():
+        raise DataError(
+            f"{source}: declares {_size(declared)} of data, more than half this machine's memory "
+            f"({_size(2 * memory_cap())}); split it into smaller files"
+        )
+
+
+def _size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} bytes"
+
+
 # ---------------------------------------------------------------- pixel value conversion
 
 

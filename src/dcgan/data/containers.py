@@ -8,6 +8,7 @@ NumPy's zip reader or lmdb.
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
@@ -15,8 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dcgan.config.schema import MAX_CLASSES
 from dcgan.data.arrays import (
     PathLike,
+    check_declared,
     convert_pixels,
     existing,
     float_range,
@@ -80,6 +83,9 @@ def _read_plain(f, path: Path) -> tuple[int, Iterator[np.ndarray]]:
         raise DataError(
             f"{path}: dataset 'images' has shape {images.shape}; expected (N, H, W[, C])"
         )
+    # HDF5 reads unwritten chunks as a fill value: a 1.4 KB file may declare 10^7 images
+    stored, compressed = images.id.get_storage_size(), bool(images.compression or images.chunks)
+    check_declared(images.size * images.dtype.itemsize, stored, f"{path} (images)", compressed)
     scale = None
     if images.dtype.kind == "f":
         starts = range(0, images.shape[0], HDF5_CHUNK)
@@ -190,6 +196,7 @@ def _load_npz(path: Path) -> np.ndarray:
             "with numpy.savez"
         )
     try:
+        _check_npy_sizes(path)
         loaded = np.load(path, allow_pickle=False)
         if isinstance(loaded, np.ndarray):  # a bare .npy
             return loaded
@@ -243,6 +250,9 @@ def class_values(values: np.ndarray, count: int, where: object) -> ClassLabels:
         a, names = a.argmax(axis=1), tuple(str(i) for i in range(a.shape[1]))
     if a.size and a.min() < 0:
         raise DataError(f"{where}: class label {a.min()} is negative; use 0..K-1")
+    if (a.size and a.max() >= MAX_CLASSES) or (a.ndim == 2 and a.shape[1] > MAX_CLASSES):
+        top = a.max() if a.ndim == 1 else a.shape[1] - 1
+        raise DataError(f"{where}: class label {top} is beyond the {MAX_CLASSES} classes allowed")
     if a.dtype.kind == "f" and (a != np.round(a)).any():
         raise DataError(f"{where}: labels {a.dtype} hold fractions; store class indices 0..K-1")
     return a.astype(np.int64), names
@@ -256,16 +266,40 @@ def string_names(values: object, where: object) -> tuple[str, ...]:
     return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in a.tolist())
 
 
+def _npy_header(f) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) of the .npy array whose file `f` is at its start."""
+    fmt = np.lib.format
+    v1 = fmt.read_magic(f) == (1, 0)
+    shape, _, dtype = (fmt.read_array_header_1_0 if v1 else fmt.read_array_header_2_0)(f)
+    return shape, dtype
+
+
+def _check_npy_sizes(path: Path) -> None:
+    """Every array's declared size against the bytes that hold it, before NumPy allocates it:
+    a 346-byte file must not make it ask for a (10^12, 28, 28) array."""
+    total = path.stat().st_size
+    if _head(path, 4) != b"PK\x03\x04":  # a bare .npy
+        with path.open("rb") as f:
+            shape, dtype = _npy_header(f)
+        check_declared(math.prod(shape) * dtype.itemsize, total, path, compressed=False)
+        return
+    with zipfile.ZipFile(path) as zf:
+        for info in zf.infolist():
+            with zf.open(info) as f:
+                shape, dtype = _npy_header(f)
+            stored = min(info.compress_size, total)
+            compressed = info.compress_type != zipfile.ZIP_STORED
+            where = f"{path} ({info.filename})"
+            check_declared(math.prod(shape) * dtype.itemsize, stored, where, compressed)
+
+
 def _npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     """The shape of every array in an .npz, read from the .npy headers without the data."""
     shapes = {}
     with zipfile.ZipFile(path) as zf:
         for name in zf.namelist():
             with zf.open(name) as f:
-                fmt = np.lib.format
-                v1 = fmt.read_magic(f) == (1, 0)
-                shape = (fmt.read_array_header_1_0 if v1 else fmt.read_array_header_2_0)(f)[0]
-            shapes[name.removesuffix(".npy")] = shape
+                shapes[name.removesuffix(".npy")] = _npy_header(f)[0]
     return shapes
 
 
@@ -290,6 +324,7 @@ def read_npz_labels(path: PathLike) -> ClassLabels | None:
         shapes = _npz_shapes(path)
         if "labels" not in shapes:
             return None
+        _check_npy_sizes(path)
         with np.load(path, allow_pickle=False) as npz:
             labels = _npz_array(npz, "labels", path)
             names = _npz_array(npz, "class_names", path) if "class_names" in shapes else None

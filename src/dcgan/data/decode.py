@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image
 
 from dcgan.errors import Recovered, shown
+from dcgan.fsio import read_small
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
 
@@ -137,14 +138,26 @@ def list_zip(path: Path) -> tuple[str, ...]:
 _open_zips: dict[str, zipfile.ZipFile] = {}
 
 
+MAX_FILE_BYTES = 64 << 20  # no picture of a dataset is bigger; a bigger "image" is skipped
+
+
 def read_bytes(kind: str, base: str, key: str) -> bytes:
-    """The encoded bytes of one image of a group (see `Group`); zips stay open per process."""
+    """The encoded bytes of one image of a group (see `Group`); zips stay open per process.
+    A file or member over MAX_FILE_BYTES is refused (ValueError) before it is read: a 9 MB
+    zip member may inflate to gigabytes."""
     if kind == "files":
-        return (Path(base) / key).read_bytes()
+        return read_small(Path(base) / key, MAX_FILE_BYTES)
     if kind == "zip":
         if base not in _open_zips:
             _open_zips[base] = zipfile.ZipFile(base)
-        return _open_zips[base].read(key)
+        zf = _open_zips[base]
+        if zf.getinfo(key).file_size > MAX_FILE_BYTES:
+            raise ValueError(f"{zf.getinfo(key).file_size >> 20} MiB, more than a picture's")
+        with zf.open(key) as member:  # its declared size may lie: read no more than the cap
+            data = member.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise ValueError(f"more than {MAX_FILE_BYTES >> 20} MiB, more than a picture's")
+        return data
     from dcgan.data.containers import lmdb_read
 
     return lmdb_read(Path(base), [bytes.fromhex(key)])[0]

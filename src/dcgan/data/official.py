@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import math
 import os
 import pickle
 import tarfile
@@ -19,7 +20,15 @@ from pathlib import Path
 
 import numpy as np
 
-from dcgan.data.arrays import PathLike, existing, optional, read_bytes, to_uint8_array, why
+from dcgan.data.arrays import (
+    PathLike,
+    check_declared,
+    existing,
+    optional,
+    read_bytes,
+    to_uint8_array,
+    why,
+)
 from dcgan.errors import DataError
 
 try:  # NumPy >= 2 renamed numpy.core to numpy._core; old pickles still name numpy.core.
@@ -60,12 +69,29 @@ CIFAR10_NAMES = (
 
 
 def _read_maybe_gzip(path: Path) -> bytes:
-    raw = read_bytes(path)
-    if not raw.startswith(GZIP_MAGIC):
-        return raw
+    """An IDX file's bytes, gunzipped when gzipped; the size its header declares is checked
+    against the file's (`check_declared`) before the payload is inflated, and no more than
+    that is ever inflated."""
+    gzipped = False
     try:
-        return gzip.decompress(raw)
-    except (OSError, EOFError, zlib.error) as exc:
+        stored = path.stat().st_size
+        with path.open("rb") as raw:
+            gzipped = raw.read(2) == GZIP_MAGIC
+        with gzip.open(path, "rb") if gzipped else path.open("rb") as f:
+            head = f.read(4)
+            ndim = head[3] if len(head) == 4 else 0
+            head += f.read(4 * ndim)
+            dims = [int.from_bytes(head[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+            declared = len(head) + math.prod(dims) if len(head) == 4 + 4 * ndim else 0
+            check_declared(declared, stored, path, compressed=gzipped)
+            return head + f.read(max(declared - len(head), 0) + 1)  # one more: too long?
+    except OSError as exc:
+        if not gzipped:
+            raise DataError(f"{path}: cannot read the file ({why(exc)})") from None
+        raise DataError(
+            f"{path}: corrupt or truncated gzip data ({why(exc)}); download the file again"
+        ) from None
+    except (EOFError, zlib.error) as exc:
         raise DataError(
             f"{path}: corrupt or truncated gzip data ({why(exc)}); download the file again"
         ) from None
