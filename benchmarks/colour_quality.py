@@ -32,10 +32,12 @@ from dcgan.config import Config, merge, resolve
 from dcgan.evaluation.evaluate import evaluate
 from dcgan.evaluation.features import InceptionFeatures
 from dcgan.evaluation.metrics import fid, kid
-from dcgan.evaluation.reference import reference_features
+from dcgan.evaluation.reference import real_images, reference_features
 from dcgan.fsio import append_jsonl, atomic_write_text
+from dcgan.images import make_grid, save_png
 from dcgan.run import rundir
 from dcgan.run.sources import load_generator
+from dcgan.sampling import generate
 from dcgan.training.loop import train
 
 HERE = Path(__file__).resolve().parent
@@ -95,7 +97,21 @@ def floor(cfg: Config, num: int, extractor: InceptionFeatures) -> dict:
     held = reference_features(extractor, cfg.data, 64, 3, "holdout", num)
     seen = reference_features(extractor, cfg.data, 64, 3, "train", num)
     kid_mean = kid(seen.feats, held.feats)[0]
-    return {"fid": round(fid(seen.mu, seen.sigma, held.mu, held.sigma), 4), "kid_mean": kid_mean}
+    value = round(fid(seen.mu, seen.sigma, held.mu, held.sigma), 4)
+    return {"fid": value, "kid_mean": kid_mean, "n": num}
+
+
+def save_grids(cfg: Config, run_dir: Path, mark: float, out: Path, name: str, label: str) -> None:
+    """The run's samples at this mark (images 0-63 of seed 0, as `dcgan generate` makes
+    them) and, once per set, 64 held-out real images, as grids in OUT/grids/."""
+    grids = out / "grids"
+    real = grids / f"{name}-real-holdout.png"
+    if not real.is_file():
+        images, _ = real_images(cfg.data, 64, 3, "holdout", 64)
+        save_png(make_grid(images, nrow=8), real)
+    generator, z_dist = load_generator(run_dir)
+    (_, images), *_ = generate(generator, range(64), seed=0, batch_size=64, dist=z_dist)
+    save_png(make_grid(images, nrow=8), grids / f"{name}-{label}-s{cfg.train.seed}-{mark:g}min.png")
 
 
 def median_speed(run_dir: Path) -> float:
@@ -124,6 +140,7 @@ def measure(name: str, recipe: str, seed: int, args, done: list[dict], extractor
         run_dir = run_segment(cfg, run_dir, mark - start_minutes, step)
         row = key | {"minutes": mark, "step": rundir.read_stats(run_dir)[-1]["step"]}
         row |= score(cfg, run_dir, args.num, extractor) | {"images_per_s": median_speed(run_dir)}
+        save_grids(cfg, run_dir, mark, args.out, name, label)
         append_jsonl(args.out / "results.jsonl", row)
         done.append(row)
         previous = row
@@ -145,7 +162,7 @@ def table(rows: list[dict], floors: dict[str, dict]) -> str:
         f = floors[name]
         lines.append(
             f"| {name} | real vs real (floor) | - | FID {f['fid']:.1f}, KID x1000 "
-            f"{1000 * f['kid_mean']:.1f} at N = 1000 |"
+            f"{1000 * f['kid_mean']:.1f} at N = {f['n']} |"
         )
     return "\n".join(lines) + "\n"
 
