@@ -12,7 +12,7 @@ from torch import nn
 
 from dcgan import latent
 from dcgan.config import Config, from_dict, merge, resolve, validate
-from dcgan.errors import CheckpointError, ConfigError
+from dcgan.errors import CheckpointError, ConfigError, require_positive
 from dcgan.nn.models import Discriminator, Generator, summary
 from dcgan.run import rundir
 from dcgan.run.checkpoint import (
@@ -155,8 +155,7 @@ class DCGAN:
         """Write images 0..count-1 of `seed` as PNGs into `save_dir`; return their paths.
         label: a conditional model's class (number or name) for all of them; by default image
         i is class i mod K."""
-        if count < 1:
-            raise ConfigError(f"count: {count} must be at least 1")
+        require_positive({"count": count})
         classes = None if label is None else self._classes(label)
         dist = self.config.train.z_dist
         return write_images(self.sampler, count, save_dir, seed, batch_size, dist, classes=classes)

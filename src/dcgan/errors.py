@@ -49,3 +49,11 @@ def shown(value: object, limit: int = 80) -> str:
         return f"an integer of {value.bit_length()} bits"
     text = " ".join(_SHOWN.repr(value).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def require_positive(counts: dict[str, int | None]) -> None:
+    """Each given count (None: not given) must be at least 1; the error names it as the caller
+    does, a setting (`batch_size`) or a flag (`--batch-size`). The one check of its kind."""
+    for name, value in counts.items():
+        if value is not None and value < 1:
+            raise ConfigError(f"{name}: {value} must be at least 1")

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dcgan.config import DATASET_NAMES, Config, DataConfig, leaf_fields, leaf_type
-from dcgan.errors import ConfigError
+from dcgan.errors import ConfigError, require_positive
 from dcgan.fsio import append_jsonl, atomic_write_text, unwritable
 from dcgan.run.rundir import CONFIG_FILE, METRICS_FILE
 
@@ -63,9 +63,7 @@ def config_flags(ns: argparse.Namespace) -> dict[str, Any]:
 
 def positive(**values: int | None) -> None:
     """Each given count must be at least 1; the error names the flag."""
-    for name, value in values.items():
-        if value is not None and value < 1:
-            raise ConfigError(f"--{name.replace('_', '-')}: {value} must be at least 1")
+    require_positive({f"--{name.replace('_', '-')}": value for name, value in values.items()})
 
 
 def data_flags(

@@ -17,7 +17,7 @@ from dcgan.config.schema import (
     Config,
 )
 from dcgan.device import DEVICES
-from dcgan.errors import ConfigError, shown
+from dcgan.errors import ConfigError, require_positive, shown
 from dcgan.seeding import MAX_SEED
 
 MAX_MINUTES = 525_600.0  # a year: beyond it a typo, not a plan
@@ -135,9 +135,7 @@ def _check_augmentation(cfg: Config) -> None:
 
 
 def _positive(**values: int) -> None:
-    for name, value in values.items():
-        if value < 1:
-            raise ConfigError(f"{name}: {value} must be at least 1")
+    require_positive(values)
 
 
 def _at_most(**limits: tuple[int, int]) -> None:
