@@ -334,6 +334,44 @@ def test_stats_jsonl_read_by_resume(good: Good, work: Path, capsys, damage: str)
         assert all(torch.equal(resumed[k], v) for k, v in good.weights.items())
 
 
+# Valid JSON that is not a stats record: each value where the first record's numbers belong.
+HOSTILE_VALUES = {
+    "a 400-digit integer": 10**400,
+    "a word": "x",
+    "null": None,
+    "a list": [1.0, 2.0],
+    "an object": {"loss": 1.0},
+    "true": True,
+    "a 100 KB string": "x" * 100_000,
+}
+
+
+@pytest.mark.parametrize("value", list(HOSTILE_VALUES))
+@pytest.mark.parametrize("field", ["loss_d", "images_seen", "step"])
+def test_hostile_stats_values_read_by_every_command(
+    good: Good, work: Path, capsys, tmp_path: Path, field: str, value: str
+) -> None:
+    """runs, report, export and resume each skip the record, name it, and go on."""
+    run = work / "run"
+    lines = (run / "stats.jsonl").read_text().splitlines()
+    record = json.loads(lines[0])
+    record[field] = HOSTILE_VALUES[value]
+    (run / "stats.jsonl").write_text("\n".join([json.dumps(record), *lines[1:]]) + "\n")
+    export = tmp_path / "g.safetensors"
+    for argv in (
+        ["runs", work],
+        ["report", run, "--out", tmp_path / "r.html"],
+        ["export", run, "--format", "safetensors", "--out", export],
+        ["train", "--resume", run, "--steps", 5],
+    ):
+        outcome = run_cli(argv, capsys)
+        assert outcome.code == 0, (argv, outcome.err)
+        assert "stats.jsonl: line 1 skipped" in outcome.err, (argv, outcome.err)
+        assert max(map(len, outcome.err.splitlines())) < 400
+    resumed = load_checkpoint(latest_checkpoint(run)).generator
+    assert all(torch.equal(resumed[k], v) for k, v in good.weights.items())
+
+
 @pytest.mark.parametrize("damage", DAMAGES)
 def test_preview_grid_read_into_progress_gif(good: Good, work: Path, capsys, damage: str) -> None:
     run = work / "run"
