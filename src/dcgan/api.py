@@ -13,7 +13,7 @@ from torch import nn
 from dcgan import latent
 from dcgan.config import Config, from_dict, merge, resolve, validate
 from dcgan.errors import CheckpointError, ConfigError, require_positive
-from dcgan.nn.models import Discriminator, Generator, summary
+from dcgan.nn.models import Discriminator, Generator, check_size, summary
 from dcgan.run import rundir
 from dcgan.run.checkpoint import (
     EXPORT_NAME,
@@ -52,6 +52,7 @@ class DCGAN:
         self.generator: Generator | None = None
         self.discriminator: Discriminator | None = None
         if not cfg.model.conditional or cfg.model.num_classes:
+            check_size(cfg.model)
             self.generator, self.discriminator = Generator(cfg.model), Discriminator(cfg.model)
         self.ema: Generator | None = None  # moving average of G's weights, after training
         self.run_dir: Path | None = None

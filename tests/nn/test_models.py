@@ -147,3 +147,18 @@ def test_spectral_norm_is_in_an_export_only_when_on() -> None:
 
     assert "spectral_norm" not in model_dict(ModelConfig())
     assert model_dict(ModelConfig(spectral_norm=True))["spectral_norm"] is True
+
+
+def test_networks_too_big_to_allocate_are_refused_before_building(capsys) -> None:
+    from dcgan.cli import main
+    from dcgan.errors import ConfigError
+    from dcgan.nn.models import check_size
+
+    check_size(ModelConfig(image_size=64, channels=3))  # the paper's: fine
+    with pytest.raises(ConfigError, match=r"G would have 251\.4 billion weights"):
+        check_size(ModelConfig(image_size=512, ngf=8192))
+    with pytest.raises(ConfigError, match="D would have"):
+        check_size(ModelConfig(image_size=512, ndf=8192))
+    assert main(["summary", "--image-size", "512", "--ngf", "8192"]) == 2
+    assert main(["train", "--image-size", "512", "--ngf", "8192", "--dataset", "fake"]) == 2
+    assert capsys.readouterr().err.count("billion weights") == 2

@@ -235,6 +235,26 @@ class Discriminator(nn.Module):
         return self.forward_features(x, labels)[0]
 
 
+MAX_PARAMETERS = 2**30  # per network: 4 GiB of fp32 weights (16 with Adam's state and EMA)
+
+
+def check_size(cfg: ModelConfig) -> None:
+    """Refuse networks too big to allocate, counted on the meta device (which allocates
+    nothing) before anything is built: --image-size 512 with --ngf 8192 asks for 69 billion
+    weights. One line naming the settings and the limit."""
+    for name, network in (("G", Generator), ("D", Discriminator)):
+        if cfg.conditional and cfg.num_classes < 1:  # the data sets the count; sized later
+            return
+        with torch.device("meta"):
+            count = sum(p.numel() for p in network(cfg).parameters())
+        if count > MAX_PARAMETERS:
+            raise ConfigError(
+                f"image_size {cfg.image_size}, ngf {cfg.ngf}, ndf {cfg.ndf}, max_mult "
+                f"{cfg.max_mult}: {name} would have {count / 1e9:.1f} billion weights, more "
+                f"than the {MAX_PARAMETERS / 1e9:.1f} billion allowed; lower the widths or max_mult"
+            )
+
+
 def minibatch_std(x: torch.Tensor, group: int) -> torch.Tensor:
     """x (B, C, H, W) with one more channel (B, C + 1, H, W): for each group of images, the
     standard deviation of every feature over the group, averaged over features and positions

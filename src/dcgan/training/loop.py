@@ -16,7 +16,7 @@ from dcgan.config import Config
 from dcgan.device import pick_device, set_determinism
 from dcgan.errors import Diverged
 from dcgan.nn.losses import LOSSES
-from dcgan.nn.models import Discriminator, Generator
+from dcgan.nn.models import Discriminator, Generator, check_size
 from dcgan.training import distributed
 from dcgan.training.batches import (
     RealBatches,
@@ -94,6 +94,7 @@ def train_on(
         from_step = None  # the first attempt went back to it; a restart continues from latest.pt
     resume = None if resume is None else Path(resume)
     cfg = run_config(cfg, resume, procs.device)
+    check_size(cfg.model)  # before the data is decoded: networks that cannot be allocated
 
     # --- data: decoded once (rank 0 first, filling the cache), kept as uint8 on the device,
     # normalised per batch; each process takes its slice of every global batch
