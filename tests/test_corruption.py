@@ -358,8 +358,8 @@ def test_hostile_stats_values_read_by_every_command(
     record[field] = HOSTILE_VALUES[value]
     (run / "stats.jsonl").write_text("\n".join([json.dumps(record), *lines[1:]]) + "\n")
     export = tmp_path / "g.safetensors"
+    assert run_cli(["runs", work], capsys).code == 0  # the problem listed under the table
     for argv in (
-        ["runs", work],
         ["report", run, "--out", tmp_path / "r.html"],
         ["export", run, "--format", "safetensors", "--out", export],
         ["train", "--resume", run, "--steps", 5],

@@ -51,8 +51,10 @@ def test_damaged_stats_are_skipped_by_every_reader(
     with pytest.warns(Recovered, match=r"line 1 skipped \('loss_d' is an integer of 1329 bits\)"):
         kept = read_stats(run)
     assert [r["step"] for r in kept] == []  # both records of the 4-step run are damaged
+    assert main(["runs", str(run.parent)]) == 0  # the problem under the table
+    out = capsys.readouterr().out
+    assert "line 1 skipped ('loss_d' is an integer of 1329 bits)" in out and "(and 1 more)" in out
     for argv in (
-        ["runs", str(run.parent)],
         ["report", str(run), "--out", str(tmp_path / "r.html")],
         ["export", str(run), "--format", "safetensors", "--out", str(tmp_path / "g.safetensors")],
     ):

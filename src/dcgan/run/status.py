@@ -16,12 +16,13 @@ import math
 import os
 import re
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from dcgan.config import load_yaml
-from dcgan.errors import ConfigError
+from dcgan.errors import ConfigError, Recovered
 from dcgan.run import rundir
 
 DIVERGED_MARK = "diverged"  # log.txt: `diverged: <why>` when divergence stopped the run
@@ -130,8 +131,16 @@ def _read_config(run_dir: Path, status: RunStatus) -> None:
 
 
 def _read_stats(run_dir: Path, status: RunStatus) -> None:
-    """Steps done, last losses and best FID from stats.jsonl."""
-    records = rundir.read_stats(run_dir)
+    """Steps done, last losses and best FID from stats.jsonl; a damaged line skipped there is
+    the run's problem (listed under the table), not an end to its figures."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", Recovered)
+        records = rundir.read_stats(run_dir)
+    skipped = [str(w.message) for w in caught if issubclass(w.category, Recovered)]
+    if skipped:
+        status.problem = " ".join(skipped[0].split()) + (
+            f" (and {len(skipped) - 1} more)" if len(skipped) > 1 else ""
+        )
     if records:
         status.step = max(r["step"] for r in records)
     losses = [r for r in records if _number(r.get("loss_d")) and _number(r.get("loss_g"))]
