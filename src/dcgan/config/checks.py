@@ -15,6 +15,7 @@ from dcgan.config.schema import (
     SPLITS,
     Z_DISTRIBUTIONS,
     Config,
+    TrainConfig,
 )
 from dcgan.device import DEVICES
 from dcgan.errors import ConfigError, require_positive, shown
@@ -47,16 +48,7 @@ def validate(cfg: Config) -> Config:
         _positive(epochs=t.epochs)
     else:
         _positive(steps=t.steps)
-    for name in ("lr", "lr_g", "lr_d", "grad_clip"):
-        value = getattr(t, name)
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise ConfigError(f"{name}: {value} must be a positive number")
-    if not (math.isfinite(t.max_minutes) and 0.0 <= t.max_minutes <= MAX_MINUTES):
-        raise ConfigError(
-            f"max_minutes: {t.max_minutes} must be in [0, {MAX_MINUTES}] (0: no time limit)"
-        )
-    if not (math.isfinite(t.lr_decay) and 0.0 <= t.lr_decay <= 1.0):
-        raise ConfigError(f"lr_decay: {t.lr_decay} must be in [0, 1] (0 keeps the rates constant)")
+    _check_rates(t)
     betas = [("beta1", t.beta1), ("beta2", t.beta2)]
     betas += [(n, b) for n in ("betas_g", "betas_d") for b in (getattr(t, n) or ())]
     for name, b in betas:
@@ -132,6 +124,20 @@ def _check_augmentation(cfg: Config) -> None:
     _positive(ada_interval=t.ada_interval)
     if not (math.isfinite(t.ada_kimg) and t.ada_kimg > 0):
         raise ConfigError(f"ada_kimg: {t.ada_kimg} must be a positive number")
+
+
+def _check_rates(t: TrainConfig) -> None:
+    """Learning rates, their decay, gradient clipping and the time budget."""
+    for name in ("lr", "lr_g", "lr_d", "grad_clip"):
+        value = getattr(t, name)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ConfigError(f"{name}: {value} must be a positive number")
+    if not (math.isfinite(t.max_minutes) and 0.0 <= t.max_minutes <= MAX_MINUTES):
+        raise ConfigError(
+            f"max_minutes: {t.max_minutes} must be in [0, {MAX_MINUTES}] (0: no time limit)"
+        )
+    if not (math.isfinite(t.lr_decay) and 0.0 <= t.lr_decay <= 1.0):
+        raise ConfigError(f"lr_decay: {t.lr_decay} must be in [0, 1] (0 keeps the rates constant)")
 
 
 def _positive(**values: int) -> None:

@@ -2,8 +2,9 @@
 
 `why` squeezes an exception onto one line for a `DataError`; `optional`, `existing` and
 `read_bytes` import a format's dependency, check a path and read a file, each failing with a
-`DataError` that names the file. `to_uint8_array` (and `convert_pixels`, with a scale fixed in
-advance) turns pixels of any numeric dtype into uint8 (N, H, W, C).
+`DataError` that names the file; `check_declared` holds a header's sizes against the file's.
+`to_uint8_array` (and `convert_pixels`, with a scale fixed in advance) turns pixels of any
+numeric dtype into uint8 (N, H, W, C); `class_values` and `string_names` check class labels.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dcgan.config.schema import MAX_CLASSES
 from dcgan.errors import DataError
 
 PathLike = str | os.PathLike
@@ -157,3 +159,42 @@ def to_uint8_array(x: np.ndarray, source: object) -> np.ndarray:
     Returns uint8 (N, H, W, C).
     """
     return convert_pixels(np.asarray(x), source, None)
+
+
+# ---------------------------------------------------------------- class labels
+
+# What a labels reader returns: int64 labels (N,), and the class names ((): "0".."max").
+ClassLabels = tuple[np.ndarray, tuple[str, ...]]
+
+
+def class_values(values: np.ndarray, count: int, where: object) -> ClassLabels:
+    """Class indices (N,) or one-hot rows (N, K) as int64 (N,) checked against `count` images;
+    one-hot rows also give K names "0".."K-1", so a class absent from the data still counts."""
+    a = np.asarray(values)
+    if a.ndim == 2 and a.shape[1] == 1:
+        a = a[:, 0]
+    if a.dtype.kind not in "uibf" or a.ndim not in (1, 2):
+        raise DataError(f"{where}: labels of {a.dtype} {a.shape}; expected integers (N,)")
+    if len(a) != count:
+        raise DataError(f"{where}: {len(a)} labels for {count} images; give one label per image")
+    names: tuple[str, ...] = ()
+    if a.ndim == 2:  # one-hot, as DCGAN-tensorflow's data.hy stores them
+        if not (np.isin(a, (0, 1)).all() and (a.sum(axis=1) == 1).all()):
+            raise DataError(f"{where}: labels {a.shape} are not one-hot rows; store class indices")
+        a, names = a.argmax(axis=1), tuple(str(i) for i in range(a.shape[1]))
+    if a.size and a.min() < 0:
+        raise DataError(f"{where}: class label {a.min()} is negative; use 0..K-1")
+    if (a.size and a.max() >= MAX_CLASSES) or (a.ndim == 2 and a.shape[1] > MAX_CLASSES):
+        top = a.max() if a.ndim == 1 else a.shape[1] - 1
+        raise DataError(f"{where}: class label {top} is beyond the {MAX_CLASSES} classes allowed")
+    if a.dtype.kind == "f" and (a != np.round(a)).any():
+        raise DataError(f"{where}: labels {a.dtype} hold fractions; store class indices 0..K-1")
+    return a.astype(np.int64), names
+
+
+def string_names(values: object, where: object) -> tuple[str, ...]:
+    """A 1-D array of strings (str or bytes, as NumPy and h5py store them) as a tuple."""
+    a = np.asarray(values)
+    if a.ndim != 1 or a.dtype.kind not in "USO":
+        raise DataError(f"{where}: class_names of {a.dtype} {a.shape}; expected strings (K,)")
+    return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in a.tolist())

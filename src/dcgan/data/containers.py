@@ -16,15 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from dcgan.config.schema import MAX_CLASSES
 from dcgan.data.arrays import (
+    ClassLabels,
     PathLike,
     check_declared,
+    class_values,
     convert_pixels,
     existing,
     float_range,
     min_max,
     optional,
+    string_names,
     to_uint8_array,
     why,
 )
@@ -225,45 +227,6 @@ def read_npz(path: PathLike) -> np.ndarray:
     if x.ndim == 4 and x.shape[1] in (1, 3, 4) and x.shape[3] not in (1, 3, 4):
         x = np.ascontiguousarray(x.transpose(0, 2, 3, 1))
     return to_uint8_array(x, path)
-
-
-# ---------------------------------------------------------------- class labels
-
-# What a labels reader returns: int64 labels (N,), and the class names ((): "0".."max").
-ClassLabels = tuple[np.ndarray, tuple[str, ...]]
-
-
-def class_values(values: np.ndarray, count: int, where: object) -> ClassLabels:
-    """Class indices (N,) or one-hot rows (N, K) as int64 (N,) checked against `count` images;
-    one-hot rows also give K names "0".."K-1", so a class absent from the data still counts."""
-    a = np.asarray(values)
-    if a.ndim == 2 and a.shape[1] == 1:
-        a = a[:, 0]
-    if a.dtype.kind not in "uibf" or a.ndim not in (1, 2):
-        raise DataError(f"{where}: labels of {a.dtype} {a.shape}; expected integers (N,)")
-    if len(a) != count:
-        raise DataError(f"{where}: {len(a)} labels for {count} images; give one label per image")
-    names: tuple[str, ...] = ()
-    if a.ndim == 2:  # one-hot, as DCGAN-tensorflow's data.hy stores them
-        if not (np.isin(a, (0, 1)).all() and (a.sum(axis=1) == 1).all()):
-            raise DataError(f"{where}: labels {a.shape} are not one-hot rows; store class indices")
-        a, names = a.argmax(axis=1), tuple(str(i) for i in range(a.shape[1]))
-    if a.size and a.min() < 0:
-        raise DataError(f"{where}: class label {a.min()} is negative; use 0..K-1")
-    if (a.size and a.max() >= MAX_CLASSES) or (a.ndim == 2 and a.shape[1] > MAX_CLASSES):
-        top = a.max() if a.ndim == 1 else a.shape[1] - 1
-        raise DataError(f"{where}: class label {top} is beyond the {MAX_CLASSES} classes allowed")
-    if a.dtype.kind == "f" and (a != np.round(a)).any():
-        raise DataError(f"{where}: labels {a.dtype} hold fractions; store class indices 0..K-1")
-    return a.astype(np.int64), names
-
-
-def string_names(values: object, where: object) -> tuple[str, ...]:
-    """A 1-D array of strings (str or bytes, as NumPy and h5py store them) as a tuple."""
-    a = np.asarray(values)
-    if a.ndim != 1 or a.dtype.kind not in "USO":
-        raise DataError(f"{where}: class_names of {a.dtype} {a.shape}; expected strings (K,)")
-    return tuple(v.decode() if isinstance(v, bytes) else str(v) for v in a.tolist())
 
 
 def _npy_header(f) -> tuple[tuple[int, ...], np.dtype]:

@@ -28,7 +28,7 @@ from dcgan.training.batches import (
 from dcgan.training.distributed import Processes
 from dcgan.training.guards import GracefulStop, TimeBudget
 from dcgan.training.precision import Precision
-from dcgan.training.start import open_run, run_config
+from dcgan.training.start import open_run, run_config, run_to_continue
 from dcgan.training.state import build_state
 from dcgan.training.step import lr_scale_at, scale_learning_rates, train_step
 from dcgan.training.upkeep import finish, roll_back, upkeep
@@ -85,14 +85,9 @@ def train_on(
     labels: Any | None = None,
 ) -> TrainResult:
     """The training loop of `train`, run by each of `procs`' processes (one without torchrun)."""
-    # --- set-up: the run to continue (the one asked for or, after torchrun restarted the
-    # worker group, the one its first attempt started) and the config it allows
+    # --- set-up: the run to continue and the config it allows
     set_determinism(cfg.train.deterministic)
-    if resume is None:
-        resume = procs.on_main(distributed.restarted_run, cfg.output.out, share=True)
-    if distributed.restart_count():
-        from_step = None  # the first attempt went back to it; a restart continues from latest.pt
-    resume = None if resume is None else Path(resume)
+    resume, from_step = run_to_continue(procs, cfg, resume, from_step)
     cfg = run_config(cfg, resume, procs.device)
     check_size(cfg.model)  # before the data is decoded: networks that cannot be allocated
 
@@ -108,9 +103,8 @@ def train_on(
     ctx = open_run(cfg, state, data, resume, procs, from_step)
     loss, amp = LOSSES[cfg.train.loss], Precision(cfg.train.precision, procs.device.type)
 
-    stopped = None
+    stopped, budget = None, TimeBudget(cfg.train.max_minutes)  # minutes counted from here
     with GracefulStop() as stop, closing(ctx.log), closing(ctx.board):
-        budget = TimeBudget(cfg.train.max_minutes)
         while state.step < ctx.total_steps:
             # --- a signal to any process stops them all, at the same step
             stopped = procs.any_signal(stop.signal)
@@ -123,11 +117,10 @@ def train_on(
             stats = train_step(state, reals, loss, amp, cfg).stacked()
             ctx.acc.add(stats)
             ctx.watch.add(state.step, stats)
-            # --- the time budget (spent on any process's clock): the step it runs out at ends
-            # the run as its last step would, records and checkpoint included
+            # --- upkeep: logs, samples, FID and checkpoints, each on its interval, and all of
+            # them at the last step or where the time budget (any process's clock) runs out;
+            # a NaN rolls back to the last checkpoint (or stops the run)
             ended = procs.any_signal(budget.expired()) if budget.minutes > 0 else None
-            # --- upkeep: logs, samples, FID and checkpoints, each on its interval; a NaN
-            # rolls back to the last checkpoint (or stops the run)
             try:
                 last = state.step == ctx.total_steps or ended is not None
                 upkeep(ctx, state, last=last, ended_by=ended)

@@ -53,6 +53,18 @@ def resume_config(run_dir: Path, requested: Config) -> Config:
     return requested
 
 
+def run_to_continue(
+    procs: Processes, cfg: Config, resume: str | Path | None, from_step: int | None
+) -> tuple[Path | None, int | None]:
+    """The run to continue, the one asked for or, after torchrun restarted the worker group,
+    the one its first attempt started; and the kept step to go back to."""
+    if resume is None:
+        resume = procs.on_main(distributed.restarted_run, cfg.output.out, share=True)
+    if distributed.restart_count():
+        from_step = None  # the first attempt went back to it; a restart continues from latest.pt
+    return (None if resume is None else Path(resume)), from_step
+
+
 def open_run(
     cfg: Config,
     state: TrainState,
