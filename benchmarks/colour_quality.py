@@ -198,9 +198,10 @@ def plot(rows: list[dict], floors: dict[str, dict], path: Path) -> None:
         ax.axhline(f["fid"], linestyle="--", color="grey", linewidth=1)
         ax.annotate(
             f"{name} real vs real",
-            (0, f["fid"]),
+            (0.01, f["fid"]),
+            xycoords=("axes fraction", "data"),
             textcoords="offset points",
-            xytext=(4, 3 + 10 * k),
+            xytext=(0, 3 + 10 * k),
             fontsize=8,
             color="grey",
         )
