@@ -240,12 +240,18 @@ def _npy_header(f) -> tuple[tuple[int, ...], np.dtype]:
 def _check_npy_sizes(path: Path) -> None:
     """Every array's declared size against the bytes that hold it, before NumPy allocates it:
     a 346-byte file must not make it ask for a (10^12, 28, 28) array."""
-    total = path.stat().st_size
-    if _head(path, 4) != b"PK\x03\x04":  # a bare .npy
-        with path.open("rb") as f:
-            shape, dtype = _npy_header(f)
-        check_declared(math.prod(shape) * dtype.itemsize, total, path, compressed=False)
+    if _head(path, 4) == b"PK\x03\x04":
+        _npz_shapes(path)
         return
+    with path.open("rb") as f:  # a bare .npy
+        shape, dtype = _npy_header(f)
+    check_declared(math.prod(shape) * dtype.itemsize, path.stat().st_size, path, False)
+
+
+def _npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """The shape of every array in an .npz, read from the .npy headers without the data, each
+    declared size checked against the bytes of its record (`check_declared`)."""
+    shapes, total = {}, path.stat().st_size
     with zipfile.ZipFile(path) as zf:
         for info in zf.infolist():
             with zf.open(info) as f:
@@ -254,15 +260,7 @@ def _check_npy_sizes(path: Path) -> None:
             compressed = info.compress_type != zipfile.ZIP_STORED
             where = f"{path} ({info.filename})"
             check_declared(math.prod(shape) * dtype.itemsize, stored, where, compressed)
-
-
-def _npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
-    """The shape of every array in an .npz, read from the .npy headers without the data."""
-    shapes = {}
-    with zipfile.ZipFile(path) as zf:
-        for name in zf.namelist():
-            with zf.open(name) as f:
-                shapes[name.removesuffix(".npy")] = _npy_header(f)[0]
+            shapes[info.filename.removesuffix(".npy")] = shape
     return shapes
 
 
@@ -287,7 +285,6 @@ def read_npz_labels(path: PathLike) -> ClassLabels | None:
         shapes = _npz_shapes(path)
         if "labels" not in shapes:
             return None
-        _check_npy_sizes(path)
         with np.load(path, allow_pickle=False) as npz:
             labels = _npz_array(npz, "labels", path)
             names = _npz_array(npz, "class_names", path) if "class_names" in shapes else None

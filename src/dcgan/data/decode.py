@@ -151,8 +151,9 @@ def read_bytes(kind: str, base: str, key: str) -> bytes:
         if base not in _open_zips:
             _open_zips[base] = zipfile.ZipFile(base)
         zf = _open_zips[base]
-        if zf.getinfo(key).file_size > MAX_FILE_BYTES:
-            raise ValueError(f"{zf.getinfo(key).file_size >> 20} MiB, more than a picture's")
+        size = zf.getinfo(key).file_size
+        if size > MAX_FILE_BYTES:
+            raise ValueError(f"{size >> 20} MiB, more than a picture's")
         with zf.open(key) as member:  # its declared size may lie: read no more than the cap
             data = member.read(MAX_FILE_BYTES + 1)
         if len(data) > MAX_FILE_BYTES:
