@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -49,13 +49,30 @@ def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg-cache")))
 
 
-def torchrun_succeeded(done: subprocess.CompletedProcess) -> bool:
-    """A torchrun command that exited 0, or whose worker aborted in torch's C++ teardown
-    ("terminate called without an active exception", seen now and then on a 2-core machine)
-    after rank 0 had finished the run and printed its summary: the run itself is complete, and
-    each test still checks its files; any other failure still fails."""
-    torn_down = "terminate called without an active exception" in done.stderr
-    return done.returncode == 0 or ("final grid:" in done.stdout and torn_down)
+MEMORY_LIMIT = 1 << 30  # what a fuzzed command may allocate beyond what the test process holds
+
+
+@pytest.fixture
+def memory_limit() -> Iterator[int]:
+    """An address-space limit (RLIMIT_AS) of 1 GiB beyond the test process's present size
+    while the test runs, so that an unchecked allocation fails the test (MemoryError, or a
+    traceback in the command's output) instead of exhausting the machine; the bytes allowed."""
+    resource = pytest.importorskip("resource")
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    status = Path("/proc/self/status")
+    if not status.exists():
+        pytest.skip("reads the process size from /proc")
+    size = next(
+        int(x.split()[1]) * 1024 for x in status.read_text().splitlines() if x.startswith("VmSize:")
+    )
+    limit = size + MEMORY_LIMIT
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        yield limit
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
 
 
 class ThumbnailFeatures:

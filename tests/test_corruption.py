@@ -21,7 +21,9 @@ import random
 import shutil
 import signal
 import struct
+import tarfile
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -472,3 +474,148 @@ def test_dataset_files_read_by_ref_stats(good: Good, work: Path, capsys, kind, d
         if kind in CHECKSUMMED:  # a damaged byte cannot pass for a good one
             got = np.load(out)
             assert all(np.array_equal(v, got[k]) for k, v in good.stats[kind].items()), outcome
+
+
+@pytest.mark.parametrize("value", list(HOSTILE_VALUES))
+@pytest.mark.parametrize("field", ["fid", "num_samples", "reference", "probe"])
+def test_hostile_metrics_values_read_by_report_and_the_card(
+    good: Good, work: Path, capsys, tmp_path: Path, field: str, value: str
+) -> None:
+    """A metrics.jsonl record with any JSON value where a number belongs: the report and the
+    model card show it cut to one short cell, and nothing fails."""
+    run, hostile = work / "run", HOSTILE_VALUES[value]
+    record: dict = {"command": "evaluate", "metrics": {"fid": 1.5}, "num_samples": 64}
+    if field == "fid":
+        record["metrics"]["fid"] = hostile
+    elif field == "probe":
+        record = {"command": "probe", "dataset": hostile, "trained_d": {"accuracy_mean": hostile}}
+    else:
+        record[field] = hostile
+    with (run / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps(record) + "\n")
+    report, export = tmp_path / "r.html", tmp_path / "g.safetensors"
+    for argv in (
+        ["report", run, "--out", report],
+        ["export", run, "--format", "safetensors", "--out", export],
+    ):
+        assert run_cli(argv, capsys).code == 0, argv
+    card = (tmp_path / "README.md").read_text()
+    for text in (report.read_text(), card):
+        assert "x" * 300 not in text and str(10**400) not in text
+    assert all(line.count("|") == 5 for line in card.splitlines() if line.startswith("| FID"))
+
+
+# Values that pass generator.json's schema but not its weights: a hostile or mixed-up file.
+SCHEMA_VALID = [
+    ("model", "image_size", 512),
+    ("model", "ngf", 8192),
+    ("model", "ngf", 4),
+    ("model", "nz", 1),
+    ("model", "channels", 3),
+    ("model", "max_mult", 1),
+    ("model", "mbstd_group", 4),
+    ("model", "conditional", True),
+    ("model", "num_classes", 10**6),
+    ("model", "spectral_norm", True),
+    (None, "step", 2**63 - 1),
+    (None, "ema", 0.0),
+    (None, "z_dist", "uniform"),
+]
+
+
+@pytest.mark.parametrize(("section", "key", "value"), SCHEMA_VALID)
+def test_schema_valid_generator_json_values_read_by_generate(
+    good: Good, work: Path, capsys, memory_limit: int, section, key, value
+) -> None:
+    """Weights that do not fit the description are one line (the export alone) or the
+    checkpoint's images (the run), within the memory limit; a value that changes no weight is
+    indistinguishable from an edit and is used."""
+    path = work / "run" / "generator.json"
+    meta = json.loads(path.read_text())
+    (meta[section] if section else meta)[key] = value
+    path.write_text(json.dumps(meta))
+    outcome = run_cli(
+        [
+            "generate",
+            work / "run" / "generator.safetensors",
+            "--num",
+            4,
+            "--seed",
+            3,
+            "--out",
+            work / "o",
+        ],
+        capsys,
+    )
+    if outcome.code == 2:
+        one_line_error(outcome, "generate")
+    outcome = run_cli(["generate", work / "run", "--num", 4, "--seed", 3, "--out", "p"], capsys)
+    assert outcome.code == 0, outcome.err
+    assert pngs(work / "p") == good.images or key in ("z_dist", "ema", "step", "mbstd_group")
+
+
+# ------------------------------------------------------------ header and decompression bombs
+
+
+def _zeros_stream(write, total: int) -> None:
+    chunk = bytes(16 << 20)
+    for start in range(0, total, len(chunk)):
+        write(chunk[: min(len(chunk), total - start)])
+
+
+@functools.cache
+def header_bomb(kind: str) -> bytes:
+    """A small file of `kind` whose header or archive promises about a gigabyte: zeros
+    compressed about 1000 times (gzip, a tar member, a PNG's IDAT) or an npy header alone."""
+    buffer = io.BytesIO()
+    if kind == "dataset .npz":
+        with zipfile.ZipFile(buffer, "w") as archive:
+            header = "{'descr': '|u1', 'fortran_order': False, 'shape': (1000000000000, 28, 28), }"
+            archive.writestr(
+                "images.npy",
+                b"\x93NUMPY\x01\x00" + struct.pack("<H", 118) + header.ljust(117).encode() + b"\n",
+            )
+    elif kind == "dataset MNIST .gz":
+        with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
+            gz.write(struct.pack(">IIII", 0x803, 1_000_000, 28, 28))
+            _zeros_stream(gz.write, 784_000_000)
+    elif kind == "dataset CIFAR-10 .tar.gz":
+        with gzip.GzipFile(fileobj=buffer, mode="wb", mtime=0) as gz:
+            info = tarfile.TarInfo("cifar-10-batches-py/data_batch_1")
+            info.size = 1 << 30
+            gz.write(info.tobuf())
+            _zeros_stream(gz.write, info.size)
+            gz.write(bytes(1024))  # the end-of-archive blocks
+    else:  # a PNG of 30,000 x 30,000 grey pixels, 900 MB decoded
+        side, pack = 30_000, zlib.compressobj(9)
+        idat = io.BytesIO()
+        _zeros_stream(lambda b: idat.write(pack.compress(b)), side * (side + 1))
+        idat.write(pack.flush())
+
+        def chunk(tag: bytes, data: bytes) -> bytes:
+            return (
+                struct.pack(">I", len(data))
+                + tag
+                + data
+                + struct.pack(">I", zlib.crc32(tag + data))
+            )
+
+        buffer.write(
+            b"\x89PNG\r\n\x1a\n"
+            + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+        )
+        buffer.write(chunk(b"IDAT", idat.getvalue()) + chunk(b"IEND", b""))
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("kind", list(DATASETS))
+def test_dataset_bombs_read_by_ref_stats_within_the_memory_limit(
+    good: Good, work: Path, capsys, memory_limit: int, kind: str
+) -> None:
+    bomb = header_bomb(kind)
+    assert len(bomb) < 2 << 20
+    (work / DATASETS[kind][1]).write_bytes(bomb)
+    outcome = run_cli(ref_stats_argv(kind, work, work / "o.npz"), capsys)
+    one_line_error(outcome, "ref-stats")
+    assert DATASETS[kind][1].rsplit("/", 1)[-1] in outcome.err
+    assert "bomb" in outcome.err  # refused by what it declares, before a byte is inflated

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import torch
 
@@ -33,3 +34,52 @@ def set_determinism(enabled: bool) -> None:
     # Ampere or newer fp32 matmuls and convolutions run several times faster with it.
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
+
+
+def memory_room() -> int:
+    """Bytes this process may still allocate on the host: the machine's physical memory, or
+    less where an address-space limit (`ulimit -v`, `resource.setrlimit`) or a cgroup (a
+    container's memory limit) says so. Counts that users type are checked against it before
+    anything is allocated, so that a typo fails in one line instead of swapping the machine."""
+    try:
+        room = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # neither Linux nor macOS: assume 8 GiB
+        room = 8 << 30
+    limit = _address_space_limit()
+    if limit is not None:
+        room = min(room, limit - _status_kib("VmSize") * 1024)
+    cgroup = _cgroup_room()
+    if cgroup is not None:
+        room = min(room, cgroup)
+    return max(room, 0)
+
+
+def _address_space_limit() -> int | None:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def _status_kib(field: str) -> int:
+    """A `kB` field of /proc/self/status (0 where there is none)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+def _cgroup_room() -> int | None:
+    """What a cgroup v2 memory limit leaves (None without one)."""
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if limit == "max":
+            return None
+        return int(limit) - int(Path("/sys/fs/cgroup/memory.current").read_text())
+    except (OSError, ValueError):
+        return None

@@ -159,6 +159,14 @@ def test_networks_too_big_to_allocate_are_refused_before_building(capsys) -> Non
         check_size(ModelConfig(image_size=512, ngf=8192))
     with pytest.raises(ConfigError, match="D would have"):
         check_size(ModelConfig(image_size=512, ndf=8192))
+    # the limit follows the machine: 4 GiB of room refuses what 24 GiB allows
+    wide = ModelConfig(image_size=64, channels=3, ngf=1024)  # G: 0.7 billion weights, 14 GiB
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("dcgan.nn.models.memory_room", lambda: 4 << 30)
+        with pytest.raises(ConfigError, match=r"more than the 4\.0 GiB this process may use"):
+            check_size(wide)
+        mp.setattr("dcgan.nn.models.memory_room", lambda: 24 << 30)
+        check_size(wide)
     assert main(["summary", "--image-size", "512", "--ngf", "8192"]) == 2
     assert main(["train", "--image-size", "512", "--ngf", "8192", "--dataset", "fake"]) == 2
     assert capsys.readouterr().err.count("billion weights") == 2

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import tiny_flags, torchrun_succeeded, with_settings
+from conftest import tiny_flags, with_settings
 from dcgan.cli import main
 from dcgan.config import Config
 from dcgan.run.rundir import read_stats
@@ -142,7 +142,7 @@ def test_under_torchrun_only_rank_0_writes(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     cmd += ["-m", "dcgan", "train", *tiny_flags(tmp_path), "--tensorboard"]
     done = subprocess.run(cmd, env=dict(os.environ), capture_output=True, text=True, timeout=180)
-    assert torchrun_succeeded(done), done.stderr[-3000:]
+    assert done.returncode == 0, done.stderr[-3000:]
     (run,) = sorted((tmp_path / "runs").glob("0*"))
     assert len(list((run / TENSORBOARD_DIR).glob("events.out.tfevents.*"))) == 1
     assert _steps(_events(run), "loss/loss_g") == [2, 4]

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from dcgan.config.schema import MAX_CLASSES
+from dcgan.device import memory_room
 from dcgan.errors import DataError
 
 PathLike = str | os.PathLike
@@ -62,11 +63,9 @@ OVERHEAD = 1 << 16  # headers and metadata a container may hold beside its pixel
 
 
 def memory_cap() -> int:
-    """Half this machine's memory: the most pixels a file may declare before it is read."""
-    try:
-        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
-    except (ValueError, OSError, AttributeError):  # not on Linux/macOS: a fixed 8 GiB
-        return 8 << 30
+    """Half the memory this process may use: the most pixels a file may declare before it is
+    read."""
+    return memory_room() // 2
 
 
 def check_declared(declared: int, stored: int, source: object, compressed: bool) -> None:
@@ -82,8 +81,8 @@ def check_declared(declared: int, stored: int, source: object, compressed: bool)
         )
     if declared > memory_cap():
         raise DataError(
-            f"{source}: declares {_size(declared)} of data, more than half this machine's memory "
-            f"({_size(2 * memory_cap())}); split it into smaller files"
+            f"{source}: declares {_size(declared)} of data, more than half the memory this "
+            f"process may use ({_size(2 * memory_cap())}); split it into smaller files"
         )
 
 

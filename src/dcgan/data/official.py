@@ -236,6 +236,7 @@ def _cifar_from_tar(
     """The parsed members `names` (all required) and `optional` (read when present)."""
     found: dict[str, np.ndarray] = {}
     seen: set[str] = set()
+    stored, stored_compressed = path.stat().st_size, not path.name.endswith(".tar")
     with _open_tar(path, spec) as tar:
         try:
             # One pass in archive order: seeking back in a .tar.gz stream would re-inflate it.
@@ -244,6 +245,8 @@ def _cifar_from_tar(
                 seen.add(base)
                 wanted = base in names or base in optional
                 if member.isfile() and wanted and base not in found:
+                    where = f"{path}:{member.name}"
+                    check_declared(member.size, stored, where, compressed=stored_compressed)
                     raw = tar.extractfile(member).read()
                     found[base] = parse(raw, f"{path}:{member.name}")
             # Read on to the end of the stream: only there does gzip (bz2, xz) check its CRC,

@@ -20,6 +20,7 @@ from torch import nn
 from torch.nn.utils import spectral_norm
 
 from dcgan.config import ModelConfig
+from dcgan.device import memory_room
 from dcgan.errors import ConfigError
 from dcgan.nn.kernels import Conv2d, ConvTranspose2d
 
@@ -235,24 +236,31 @@ class Discriminator(nn.Module):
         return self.forward_features(x, labels)[0]
 
 
-MAX_PARAMETERS = 2**30  # per network: 4 GiB of fp32 weights (16 with Adam's state and EMA)
+# Bytes per weight while training: fp32 weights, gradients and Adam's two moments, plus G's
+# moving average.
+TRAINING_BYTES = {"G": 4 * 5, "D": 4 * 4}
 
 
 def check_size(cfg: ModelConfig) -> None:
-    """Refuse networks too big to allocate, counted on the meta device (which allocates
-    nothing) before anything is built: --image-size 512 with --ngf 8192 asks for 69 billion
-    weights. One line naming the settings and the limit."""
+    """Refuse networks whose training state would not fit in the memory this process may use
+    (`device.memory_room`), counted on the meta device (which allocates nothing) before
+    anything is built: --image-size 512 with --ngf 8192 asks for 251 billion weights. One line
+    naming the settings and the limit."""
+    if cfg.conditional and cfg.num_classes < 1:  # the data sets the count; sized later
+        return
+    counts = {}
     for name, network in (("G", Generator), ("D", Discriminator)):
-        if cfg.conditional and cfg.num_classes < 1:  # the data sets the count; sized later
-            return
         with torch.device("meta"):
-            count = sum(p.numel() for p in network(cfg).parameters())
-        if count > MAX_PARAMETERS:
-            raise ConfigError(
-                f"image_size {cfg.image_size}, ngf {cfg.ngf}, ndf {cfg.ndf}, max_mult "
-                f"{cfg.max_mult}: {name} would have {count / 1e9:.1f} billion weights, more "
-                f"than the {MAX_PARAMETERS / 1e9:.1f} billion allowed; lower the widths or max_mult"
-            )
+            counts[name] = sum(p.numel() for p in network(cfg).parameters())
+    needed, room = sum(TRAINING_BYTES[k] * n for k, n in counts.items()), memory_room()
+    if needed > room:
+        big = max(counts, key=counts.__getitem__)
+        raise ConfigError(
+            f"image_size {cfg.image_size}, ngf {cfg.ngf}, ndf {cfg.ndf}, max_mult "
+            f"{cfg.max_mult}: {big} would have {counts[big] / 1e9:.1f} billion weights; "
+            f"training needs {needed / 2**30:.1f} GiB for the weights alone, more than the "
+            f"{room / 2**30:.1f} GiB this process may use; lower the widths or max_mult"
+        )
 
 
 def minibatch_std(x: torch.Tensor, group: int) -> torch.Tensor:

@@ -10,12 +10,13 @@ newest preview grid. A missing or damaged file leaves its part of the card out, 
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
 from dcgan.config import Config, ModelConfig, from_dict
-from dcgan.errors import ConfigError
-from dcgan.fsio import atomic_write, atomic_write_text
+from dcgan.errors import ConfigError, Recovered, shown
+from dcgan.fsio import atomic_write, atomic_write_text, read_small
 from dcgan.nn.models import Generator
 from dcgan.run.rundir import CONFIG_FILE, METRICS_FILE, SAMPLES_DIR, read_config, read_stats
 
@@ -33,12 +34,19 @@ def run_of(source: str | Path) -> Path | None:
     return None
 
 
+MAX_RECORDS_BYTES = 64 << 20  # a metrics.jsonl of a few hundred thousand measurements
+
+
 def read_records(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of a JSON-lines file, skipping lines that are not one (a damaged line
-    or a last line cut short); empty when the file is missing or unreadable."""
+    or a last line cut short); empty when the file is missing or unreadable, and with a
+    warning when it is too big to be a run's record of measurements."""
     try:
-        lines = path.read_bytes().splitlines()
+        lines = read_small(path, MAX_RECORDS_BYTES).splitlines()
     except OSError:
+        return []
+    except ValueError as e:
+        warnings.warn(f"{e}: its records are not shown", Recovered, stacklevel=2)
         return []
     records = []
     for line in lines:
@@ -209,8 +217,8 @@ def _metrics_section(run: Path | None) -> str:
     rows = []
     for record in evaluations(run):
         ref = record.get("reference") if isinstance(record.get("reference"), dict) else {}
-        against = f"{ref.get('count', '?')} real images of {ref.get('dataset', '?')}"
-        n = str(record.get("num_samples", "?"))
+        against = f"{cell(ref.get('count', '?'))} real images of {cell(ref.get('dataset', '?'))}"
+        n = cell(record.get("num_samples", "?"))
         rows += [(name, value, n, against) for name, value in metric_values(record["metrics"])]
     fids = training_fids(run)
     if fids:
@@ -230,15 +238,25 @@ METRIC_NAMES = {"fid": "FID", "kid_mean": "KID", "precision": "precision", "reca
 
 def metric_values(metrics: dict[str, Any]) -> list[tuple[str, str]]:
     """(name, value as recorded) of an evaluate record's metrics; KID as mean ± std."""
-    shown = []
+    values = []
     for key, value in metrics.items():
         if key == "kid_std":
             continue
-        text = str(value)
+        text = cell(value)
         if key == "kid_mean" and "kid_std" in metrics:
-            text = f"{value} ± {metrics['kid_std']}"
-        shown.append((METRIC_NAMES.get(key, key), text))
-    return shown
+            text = f"{text} ± {cell(metrics['kid_std'])}"
+        values.append((cell(METRIC_NAMES.get(key, key)), text))
+    return values
+
+
+def cell(value: object, limit: int = 60) -> str:
+    """A value read back from a run's files as one table cell: on one line, without the
+    Markdown column bar, and cut to `limit` characters (a hand-edited or damaged record may
+    hold anything JSON can)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return shown(value)
+    text = " ".join(str(value)[: limit + 1].split()).replace("|", "/")
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _training_fid_setting(run: Path) -> tuple[str, str]:

@@ -24,7 +24,14 @@ from PIL import Image
 
 from dcgan.errors import ConfigError, Recovered
 from dcgan.fsio import atomic_write_text, read_small
-from dcgan.run.card import evaluations, latest_grid, metric_values, read_records, training_fids
+from dcgan.run.card import (
+    cell,
+    evaluations,
+    latest_grid,
+    metric_values,
+    read_records,
+    training_fids,
+)
 from dcgan.run.plots import plot_losses
 from dcgan.run.rundir import CONFIG_FILE, METRICS_FILE, SAMPLES_DIR, STATS_FILE, read_stats
 
@@ -213,7 +220,8 @@ def _latest(run: Path, section: Section) -> None:
 def _table(head: list[str], rows: list[list[Any]]) -> str:
     cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>\n" for row in rows
+        "<tr>" + "".join(f"<td>{html.escape(cell(c, 200))}</td>" for c in row) + "</tr>\n"
+        for row in rows
     )
     return f"<table>\n<tr>{cells}</tr>\n{body}</table>\n"
 
