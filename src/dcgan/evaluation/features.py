@@ -17,7 +17,7 @@ concatenating them. Both are no-ops for fp32 input, but they stop TorchScript fr
 BatchNorm into the convolutions and undo channels-last. `fast_network` bypasses them in a
 frozen copy, folds conv+BN, fuses each ReLU into its convolution (oneDNN) and is fed
 channels-last input; `InceptionFeatures` runs one batch per core. The features agree with the
-stored network's to float rounding; the README's Evaluate section has the measured speed-up
+stored network's to float rounding; docs/evaluation.md has the measured speed-up
 (benchmarks/inception_features.py) and what was tried and dropped.
 """
 

@@ -12,7 +12,7 @@ multiply rate, but a few shapes run far below it:
 - G's first layer (1x1 -> 4x4) and D's head (4x4 -> 1x1) are dense layers written as
   convolutions, and faster as matrix multiplies.
 
-The README's Speed section has the measured rates and times; `python benchmarks/conv_kernels.py`
+docs/speed.md has the measured rates and times; `python benchmarks/conv_kernels.py`
 times each layer forward and backward with torch's kernels and with these routes.
 
 `Conv2d` and `ConvTranspose2d` below are torch's layers (same parameters and state dict) that

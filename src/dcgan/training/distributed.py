@@ -204,7 +204,7 @@ def _attempt_store(rank: int, world: int) -> dist.Store:
 
     torchrun hands a restarted group the same store, and the first attempt's keys are still in
     it: gloo then reads the dead workers' addresses and fails or hangs (most restarts did in
-    our tests; see the README). A per-attempt prefix gives every attempt a clean namespace.
+    our tests; see docs/distributed.md). A per-attempt prefix gives every attempt a clean namespace.
     """
     agent_hosts = os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True"
     address = f"{os.environ['MASTER_ADDR']}:{os.environ['MASTER_PORT']}"

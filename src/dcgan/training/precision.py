@@ -3,7 +3,7 @@ natively, and the autocast context and loss scaling that go with it.
 
 bf16 halves the memory traffic and, on CPUs with native bf16 dot products (AVX-512 BF16, AMX)
 and on Ampere or newer GPUs, about doubles convolution throughput. Without native support the
-same kernels are emulated and run many times slower than fp32 (the README's Speed section has
+same kernels are emulated and run many times slower than fp32 (docs/speed.md has
 the figures), so "auto" only picks bf16 where it is native. fp16 needs loss scaling; it is
 offered by flag, never picked automatically.
 """
