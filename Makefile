@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 # torch first and pinned: a CPU build is served for this version; GPU users keep their own.
 TORCH  ?= torch==2.13.0
 
-.PHONY: demo demo-conditional test test-fast test-browser lint clean
+.PHONY: demo demo-conditional test test-fast test-browser gpu-check lint clean
 
 $(BIN)/activate:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ test-fast: $(VENV)/.installed-test
 # The pages checked in headless Chromium (`dcgan report`); skipped where no chromium is found.
 test-browser: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -m browser
+
+# On a machine with a CUDA GPU: the cuda tests, speed against the reference loop, GPU memory,
+# the demo trained there and FID on the GPU against the CPU (gpu-check/gpu-check.md; ~6 min).
+gpu-check: $(VENV)/.installed-test
+	$(BIN)/python benchmarks/gpu_check.py --out gpu-check
 
 # Style, the import contract (pyproject's [tool.importlinter]) and the size limits.
 lint: $(VENV)/.installed-test

@@ -42,7 +42,7 @@ from dcgan.nn.losses import LOSSES
 from dcgan.nn.models import Discriminator, Generator
 from dcgan.run.rundir import read_stats
 from dcgan.sampling import render
-from dcgan.training.batches import RealBatches
+from dcgan.training.batches import RealBatches, place_data
 from dcgan.training.loop import train
 from dcgan.training.precision import DTYPES, Precision
 from dcgan.training.start import run_config
@@ -53,12 +53,11 @@ CPU = torch.device("cpu")
 SHAPES = ((64, 3), (32, 1))  # (image size, channels)
 
 
-def config(size: int, channels: int, batch: int, **extra) -> Config:
+def config(size: int, channels: int, batch: int, device: torch.device = CPU, **extra) -> Config:
     """The paper architecture at one shape with the project's defaults otherwise."""
     flat = {"image_size": size, "channels": channels, "ngf": 64, "ndf": 64, "batch_size": batch}
-    return run_config(
-        validate(merge(Config(), {**flat, "device": "cpu", **extra}, "bench")), None, CPU
-    )
+    flat["device"] = device.type
+    return run_config(validate(merge(Config(), {**flat, **extra}, "bench")), None, device)
 
 
 # ---------------------------------------------------------------------------- the two loops
@@ -108,27 +107,29 @@ def torch_layers(model: nn.Module) -> nn.Module:
     return model
 
 
-def reference_loop(cfg: Config, loader: bool) -> Callable[[], None]:
+def reference_loop(cfg: Config, loader: bool, device: torch.device = CPU) -> Callable[[], None]:
     """One step of pytorch/examples dcgan/main.py per call, untouched: the baseline. Without
-    `loader` its real batch is made once (no data cost); with it, from the script's loader."""
+    `loader` its real batch is made once (no data cost); with it, from the script's loader
+    (moved to `device` each step, as the script does)."""
     b, nz, s, c = cfg.train.batch_size, cfg.model.nz, cfg.model.image_size, cfg.model.channels
-    netG = torch_layers(Generator(cfg.model))
-    netD = nn.Sequential(torch_layers(Discriminator(cfg.model)), nn.Sigmoid())
+    netG = torch_layers(Generator(cfg.model)).to(device)
+    netD = nn.Sequential(torch_layers(Discriminator(cfg.model)), nn.Sigmoid()).to(device)
     criterion = nn.BCELoss()
     optimizerD = torch.optim.Adam(netD.parameters(), lr=0.0002, betas=(0.5, 0.999))
     optimizerG = torch.optim.Adam(netG.parameters(), lr=0.0002, betas=(0.5, 0.999))
-    fixed = torch.rand(b, c, s, s) * 2 - 1
-    data = script_batches(cfg) if loader else lambda: fixed
+    fixed = torch.rand(b, c, s, s, device=device) * 2 - 1
+    batches = script_batches(cfg) if loader else None
+    data = (lambda: batches().to(device)) if batches else lambda: fixed
 
     def step() -> None:
         netD.zero_grad()
         real_cpu = data()
-        label = torch.full((b,), 1.0, dtype=real_cpu.dtype)
+        label = torch.full((b,), 1.0, dtype=real_cpu.dtype, device=device)
         output = netD(real_cpu)
         errD_real = criterion(output, label)
         errD_real.backward()
         output.mean().item()
-        noise = torch.randn(b, nz, 1, 1)
+        noise = torch.randn(b, nz, 1, 1, device=device)
         fake = netG(noise)
         label.fill_(0.0)
         output = netD(fake.detach())
@@ -147,17 +148,17 @@ def reference_loop(cfg: Config, loader: bool) -> Callable[[], None]:
     return step
 
 
-def project_loop(cfg: Config) -> tuple[Callable[[], None], RealBatches]:
+def project_loop(cfg: Config, device: torch.device = CPU) -> tuple[Callable[[], None], RealBatches]:
     """One `train_step` per call, as `dcgan train` runs it (stats stay on the device)."""
-    state = build_state(cfg, CPU)
+    state = build_state(cfg, device)
     images = torch.randint(
         0,
         256,
         (cfg.train.batch_size * 8, cfg.model.channels) + (cfg.model.image_size,) * 2,
         dtype=torch.uint8,
     )
-    reals = RealBatches(ImageSet(images, source="random"), cfg, CPU)
-    loss, amp = LOSSES[cfg.train.loss], Precision(cfg.train.precision, "cpu")
+    reals = RealBatches(place_data(ImageSet(images, source="random"), device), cfg, device)
+    loss, amp = LOSSES[cfg.train.loss], Precision(cfg.train.precision, device.type)
     return (lambda: train_step(state, reals, loss, amp, cfg)), reals
 
 
@@ -183,11 +184,18 @@ def flops_per_image(step: Callable[[], None], batch: int) -> float:
 
 
 def rate(step: Callable[[], None], steps: int, batch: int) -> float:
-    """Images per second over `steps` calls."""
+    """Images per second over `steps` calls (a GPU's queue drained at both ends)."""
+    synchronize()
     start = time.perf_counter()
     for _ in range(steps):
         step()
+    synchronize()
     return steps * batch / (time.perf_counter() - start)
+
+
+def synchronize() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
 
 
 def side_by_side(size: int, channels: int, args) -> dict:

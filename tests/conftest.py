@@ -43,6 +43,16 @@ def tiny_flags(tmp_path: Path, **extra: object) -> list[str]:
     return argv
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked cuda skip, with the reason, where no CUDA device is found."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (none found): run `make gpu-check` on one")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
     """Decoded-dataset caches go to a per-test directory, never the user's ~/.cache."""

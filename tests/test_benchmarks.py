@@ -86,3 +86,28 @@ def test_emoji_script_says_what_to_do(tmp_path: Path, monkeypatch, capsys) -> No
     with pytest.raises(SystemExit, match="no PNG under package/img/google/64/"):
         EMOJI.main(["--sets", "noto", "--root", str(tmp_path / "data"), "--tarball", str(empty)])
     assert not (tmp_path / "data" / "noto-64").exists()
+
+
+@pytest.mark.slow
+def test_the_gpu_checks_dry_run_writes_its_table(tmp_path: Path) -> None:
+    """benchmarks/gpu_check.py --dry-run: every part of the check on the CPU at tiny sizes."""
+    import json
+    import subprocess
+
+    script = Path(__file__).parent.parent / "benchmarks" / "gpu_check.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--dry-run", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((tmp_path / "gpu-check.json").read_text())
+    assert report["tests"]["returncode"] == 5 or "skipped" in report["tests"]["summary"]
+    shapes = [(r["shape"], r["batch"]) for r in report["throughput"]]
+    assert shapes == [("32x32x1", 8), ("32x32x1", 8), ("64x64x3", 8)]
+    assert all(r["ours_to_reference"]["median"] > 0 for r in report["throughput"])
+    demo = report["demo"]
+    assert demo["fid_cpu"] > 0 and demo["fid_gpu_minus_cpu"] == 0 and demo["n"] == 8
+    table = (tmp_path / "gpu-check.md").read_text()
+    assert "| 64x64x3 | 8 |" in table and "CPU (dry run)" in table
