@@ -36,8 +36,10 @@ test: $(VENV)/.installed-test
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# The pages checked in headless Chromium (`dcgan report`); skipped where no chromium is found.
+# The pages checked in headless Chromium (`dcgan report`, `dcgan serve` through Playwright);
+# skipped where no chromium is found (apt-get install chromium).
 test-browser: $(VENV)/.installed-test
+	$(BIN)/pip install --quiet -e ".[test,browser]"
 	$(BIN)/python -m pytest -q -m browser
 
 # On a machine with a CUDA GPU: the cuda tests, speed against the reference loop, GPU memory,

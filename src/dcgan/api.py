@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from dcgan import latent
-from dcgan.config import Config, from_dict, merge, resolve, validate
+from dcgan.config import Config, from_dict, merge, model_dict, resolve, validate
 from dcgan.errors import CheckpointError, ConfigError, require_positive
 from dcgan.nn.models import Discriminator, Generator, check_size, summary
 from dcgan.run import rundir
@@ -24,14 +24,25 @@ from dcgan.run.checkpoint import (
     load_weights,
     save_weights,
 )
+from dcgan.run.hub import TAGS, export_hub, hub_folder
 from dcgan.run.sources import load_sampler, read_run_config
 from dcgan.sampling import FixedClass, generate, parse_classes, write_images
 from dcgan.training.loop import TrainResult, train
 
 D_EXPORT = "discriminator.safetensors"
 
+try:  # the `hub` extra: save_pretrained / from_pretrained through huggingface_hub's mixin
+    from huggingface_hub import ModelHubMixin as HubMixin
+except ImportError:  # the same two methods for local folders
+    from dcgan.run.hub import LocalHubMixin as HubMixin
 
-class DCGAN:
+
+class DCGAN(
+    HubMixin,
+    library_name="dcgan",
+    tags=TAGS,
+    pipeline_tag="unconditional-image-generation",
+):
     """A generator/discriminator pair with its config.
 
     >>> gan = DCGAN({"train": {"steps": 2}, "data": {"dataset": "fake"}})  # doctest: +SKIP
@@ -116,6 +127,26 @@ class DCGAN:
         export_generator(self.sampler, directory, meta, run=self.run_dir)  # + its model card
         save_weights(self.discriminator, directory / D_EXPORT)
         return directory
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        """`save_pretrained(dir)`: the generator in the Hub's layout (config.json,
+        model.safetensors, README.md with the Hub's metadata), loadable by `from_pretrained`
+        and by every `dcgan` command; D is not part of it."""
+        meta: dict[str, Any] = {"z_dist": self.config.train.z_dist}
+        if self.class_names:
+            meta["class_names"] = list(self.class_names)
+        export_hub(self.sampler, save_directory, meta, self.run_dir)
+
+    @classmethod
+    def _from_pretrained(cls, *, model_id: str, **download: Any) -> DCGAN:
+        """`from_pretrained(dir_or_repo_id)`: a Hub-layout folder, or a Hub repo id through
+        huggingface_hub (its cache alone with HF_HUB_OFFLINE=1). D starts fresh."""
+        fields = ("revision", "cache_dir", "force_download", "local_files_only", "token")
+        sampler = load_sampler(hub_folder(model_id, **{k: download.get(k) for k in fields}))
+        model = model_dict(sampler.generator.cfg)
+        gan = cls({"model": model, "train": {"z_dist": sampler.z_dist}})
+        gan.generator, gan.class_names = sampler.generator, sampler.class_names
+        return gan
 
     @classmethod
     def load(cls, directory: str | Path) -> DCGAN:

@@ -8,6 +8,7 @@ to disk is uint8 with shape (C, H, W). Files are written atomically (`dcgan.fsio
 from __future__ import annotations
 
 import functools
+import io
 import math
 import warnings
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ __all__ = [
     "label_height",
     "label_scale",
     "make_grid",
+    "png_bytes",
     "read_png",
     "save_gif",
     "save_gif_images",
@@ -222,9 +224,16 @@ def save_png(image: torch.Tensor | np.ndarray, path: Path | str) -> Path:
     Mode by channel count: C=1 -> "L", C=3 -> "RGB", C=4 -> "RGBA"; C=2 keeps only the first
     channel (grey) and C>4 keeps the first 3 channels (RGB), since PNG has no such modes.
     """
+    data = png_bytes(image)
+    return atomic_write(path, lambda f: f.write(data))
+
+
+def png_bytes(image: torch.Tensor | np.ndarray) -> bytes:
+    """The PNG file `save_png` writes for a uint8 (C, H, W) image, as bytes."""
     # Pillow infers L / RGB / RGBA from the array shape (its ``mode`` argument is deprecated).
-    pil = Image.fromarray(_to_hwc_array(image))
-    return atomic_write(path, lambda f: pil.save(f, format="PNG"))
+    out = io.BytesIO()
+    Image.fromarray(_to_hwc_array(image)).save(out, format="PNG")
+    return out.getvalue()
 
 
 def read_png(path: Path | str) -> torch.Tensor:

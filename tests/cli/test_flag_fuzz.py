@@ -25,9 +25,10 @@ from dcgan import api, latent, sampling
 from dcgan.cli import build_parser, main
 from dcgan.data import download
 from dcgan.evaluation import evaluate, features, nearest, probe, reference
+from dcgan.serve import server
 from dcgan.training import loop
 
-# 13 subcommands x 50 examples, about 10 s: in `make test` and CI, not `make test-fast`.
+# 14 subcommands x 50 examples, about 10 s: in `make test` and CI, not `make test-fast`.
 pytestmark = pytest.mark.slow
 
 EXAMPLES = 50  # per subcommand; derandomized, so every run tries the same ones
@@ -76,6 +77,7 @@ STUBS = [
     (probe, "probe_run", _stop),
     (nearest, "nearest_grid", _stop),
     (download, "_fetch", _stop),
+    (server, "make_server", _stop),  # `dcgan serve` would serve until stopped
 ]
 
 

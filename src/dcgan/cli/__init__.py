@@ -16,11 +16,20 @@ import threading
 import warnings
 from collections.abc import Iterator, Sequence
 
-from dcgan.cli import datasets, exporting, generating, latent, measuring, runs, training
+from dcgan.cli import (
+    datasets,
+    exporting,
+    generating,
+    latent,
+    measuring,
+    runs,
+    serving,
+    training,
+)
 from dcgan.cli.common import Parser, os_error_line
 from dcgan.errors import CheckpointError, ConfigError, Diverged, Recovered
 
-GROUPS = (training, generating, latent, datasets, measuring, exporting, runs)
+GROUPS = (training, generating, latent, datasets, measuring, exporting, runs, serving)
 
 
 def build_parser() -> Parser:

@@ -16,8 +16,9 @@ def export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--format",
         required=True,
-        help="onnx (runs under onnxruntime without PyTorch) or safetensors (as dcgan train "
-        "writes it, with its model card README.md)",
+        help="onnx (runs under onnxruntime without PyTorch), safetensors (as dcgan train "
+        "writes it, with its model card README.md) or hub (a Hugging Face Hub folder: "
+        "config.json, model.safetensors, README.md)",
     )
     p.add_argument(
         "--out",
@@ -45,7 +46,10 @@ def run_export(ns: argparse.Namespace) -> int:
             f"--out: {out} is the source's own export; write the copy elsewhere (--out FILE)"
         )
     done = export(ns.source, ns.format, out, ns.opset or DEFAULT_OPSET)
-    if done.max_abs_diff is None:
+    if ns.format == "hub":
+        print(f"wrote {done.path}/ (config.json, model.safetensors, README.md); share it with:")
+        print(f"  huggingface-cli upload USER/NAME {done.path}")
+    elif done.max_abs_diff is None:
         print(f"wrote {done.path} (+ {done.path.with_suffix('.json').name}, README.md)")
     else:
         print(

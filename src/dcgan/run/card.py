@@ -22,6 +22,7 @@ from dcgan.run.rundir import CONFIG_FILE, METRICS_FILE, SAMPLES_DIR, read_config
 
 CARD_NAME = "README.md"
 EXPORT_STEM = "generator"  # the main export, generator.safetensors
+HUB_STEM = "model"  # the Hub layout's export (model.safetensors + config.json, run/hub.py)
 SAMPLES_COPY = "{name}-samples.png"  # the preview grid, copied beside an export outside its run
 
 
@@ -186,7 +187,8 @@ def _model_section(
         names = meta.get("class_names")
         listed = f": {', '.join(map(str, names))}" if isinstance(names, list) else ""
         rows.append(("Conditional", f"{model.num_classes} classes{listed}"))
-    files = f"`{name}.safetensors` (weights) and `{name}.json` (settings)"
+    settings = "config.json" if name == HUB_STEM else f"{name}.json"
+    files = f"`{name}.safetensors` (weights) and `{settings}` (settings)"
     rows.append(("Files", files))
     return f"# DCGAN generator: {dataset}, {size}\n\n## Model\n\n{_table(rows)}"
 
@@ -270,6 +272,14 @@ def _training_fid_setting(run: Path) -> tuple[str, str]:
 def _usage_section(directory: Path, name: str, loadable: bool) -> str:
     """Three lines of Python that load the export and generate (`DCGAN.load` where the
     directory holds config.yaml too), and the command that does the same."""
+    if name == HUB_STEM:
+        code = (
+            "from dcgan import DCGAN\n"
+            'gan = DCGAN.from_pretrained("USER/NAME")  # a Hub repo id, or this folder\'s path\n'
+            'gan.generate_images(16, "samples/")'
+        )
+        shell = "dcgan generate THIS_FOLDER --num 16 --out samples/"
+        return f"## Use\n\n```python\n{code}\n```\n\nor\n\n```sh\n{shell}\n```\n"
     if loadable and name == "generator":
         code = (
             "from dcgan import DCGAN\n"

@@ -32,6 +32,18 @@ from dcgan.run.card import write_card
 
 FORMAT_VERSION = 1
 EXPORT_NAME = "generator.safetensors"
+# The Hub layout of the same export (huggingface_hub's ModelHubMixin): weights and settings
+HUB_WEIGHTS, HUB_CONFIG = "model.safetensors", "config.json"
+
+
+def is_hub_folder(path: Path) -> bool:
+    """A directory holding a Hub-layout export and no run export."""
+    return (
+        path.is_dir()
+        and (path / HUB_WEIGHTS).is_file()
+        and (path / HUB_CONFIG).is_file()
+        and not (path / EXPORT_NAME).is_file()
+    )
 
 
 @dataclass
@@ -291,10 +303,15 @@ EXPORT_FIX = "use the run directory or a checkpoint .pt as the source instead"
 
 
 def load_export(path: str | Path) -> tuple[Generator, dict[str, Any]]:
-    """Rebuild G from an export: `path` is the .safetensors file or the directory holding it."""
+    """Rebuild G from an export: `path` is the .safetensors file or the directory holding it,
+    a run's (generator.safetensors + .json) or a Hub folder (model.safetensors + config.json,
+    the same content under the names `huggingface_hub` expects; see `run.hub`)."""
     path = Path(path)
     weights = path / EXPORT_NAME if path.is_dir() else path
     meta_path = weights.with_suffix(".json")
+    if is_hub_folder(path) or (weights.name == HUB_WEIGHTS and not meta_path.is_file()):
+        weights = weights.parent / HUB_WEIGHTS if path.is_dir() else weights
+        meta_path = weights.parent / HUB_CONFIG
     if not weights.is_file() or not meta_path.is_file():
         raise CheckpointError(
             f"no generator export at {path}: expected {weights.name} and {meta_path.name}"

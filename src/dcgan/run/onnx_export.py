@@ -26,6 +26,7 @@ from dcgan.nn import kernels
 from dcgan.nn.models import Generator
 from dcgan.run.card import run_of, write_card
 from dcgan.run.checkpoint import EXPORT_NAME, export_generator
+from dcgan.run.hub import export_hub
 from dcgan.run.sources import load_generator
 from dcgan.seeding import z_for_indices
 
@@ -33,7 +34,7 @@ MIN_OPSET, MAX_OPSET, DEFAULT_OPSET = 9, 20, 17  # what torch's TorchScript expo
 TOLERANCE = 1e-4  # max |ONNX - PyTorch| over the check's images, in [-1, 1] units
 CHECK_BATCHES = (1, 5)  # batch sizes the check runs: the batch axis must be dynamic
 INSTALL = "pip install 'dcgan[onnx]'"
-FORMATS = ("onnx", "safetensors")
+FORMATS = ("onnx", "safetensors", "hub")
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,10 @@ class Exported:
 
 
 def default_out(source: Path, fmt: str) -> Path:
-    """Where an export goes without --out: beside the source (in it, for a run directory)."""
+    """Where an export goes without --out: beside the source (in it, for a run directory); a
+    Hub folder beside the source, named after it."""
+    if fmt == "hub":
+        return source.parent / f"{source.stem}-hub"
     suffix = f".{fmt}"
     if source.is_dir():
         return source / Path(EXPORT_NAME).with_suffix(suffix).name
@@ -55,10 +59,14 @@ def default_out(source: Path, fmt: str) -> Path:
 
 def export(source: Path, fmt: str, out: Path | None = None, opset: int = DEFAULT_OPSET) -> Exported:
     """Export the sampling G of `source` (run directory, .safetensors export or .pt checkpoint)
-    as `fmt` ("onnx" or "safetensors") to `out` (default: `default_out`)."""
+    as `fmt` ("onnx", "safetensors" or "hub": a Hugging Face Hub folder) to `out` (default:
+    `default_out`)."""
     if fmt not in FORMATS:
         raise ConfigError(f"--format: {fmt!r} is not one of {', '.join(FORMATS)}")
     out = out if out is not None else default_out(source, fmt)
+    if fmt == "hub":
+        generator, meta = _load(source)
+        return Exported(export_hub(generator, out, meta, run_of(source)))
     if out.suffix != f".{fmt}":
         raise ConfigError(f"--out: {out} must end in .{fmt} for --format {fmt}")
     if fmt == "safetensors":

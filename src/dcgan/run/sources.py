@@ -15,7 +15,14 @@ from typing import NamedTuple
 from dcgan.config import Z_DISTRIBUTIONS, Config, from_dict
 from dcgan.errors import CheckpointError, ConfigError, Recovered, brief
 from dcgan.nn.models import Generator
-from dcgan.run.checkpoint import EXPORT_NAME, Checkpoint, load_checkpoint, load_export, load_into
+from dcgan.run.checkpoint import (
+    EXPORT_NAME,
+    Checkpoint,
+    is_hub_folder,
+    load_checkpoint,
+    load_export,
+    load_into,
+)
 from dcgan.run.rundir import (
     CONFIG_FILE,
     kept_checkpoints,
@@ -43,7 +50,8 @@ def load_generator(source: str | Path) -> tuple[Generator, str]:
 
 def load_sampler(source: str | Path) -> Sampler:
     """The sampling G, its z distribution and class names from a run directory, a
-    `.safetensors` export or a `.pt` checkpoint.
+    `.safetensors` export, a Hub-layout folder (`dcgan export --format hub`) or a `.pt`
+    checkpoint.
 
     A run directory is read through its export, which is refreshed with every checkpoint; when
     the export is damaged, its latest checkpoint holds the same weights (a `Recovered` warning).
@@ -52,6 +60,8 @@ def load_sampler(source: str | Path) -> Sampler:
     if source.suffix == ".pt":
         return checkpoint_generator(source)
     if not source.is_dir():
+        return _export_sampler(source)
+    if is_hub_folder(source):
         return _export_sampler(source)
     latest = latest_checkpoint(source)
     if not (source / EXPORT_NAME).is_file():
