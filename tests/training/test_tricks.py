@@ -91,9 +91,9 @@ def test_each_d_update_gets_its_own_real_batch(
         return reals(number)
 
     seen = count_calls(
-        monkeypatch, step_module, "d_update", lambda s, loss, real, *a, **kw: real.clone()
+        monkeypatch, step_module, "d_update", lambda updates, real, *a, **kw: real.clone()
     )
-    fakes = count_calls(monkeypatch, step_module, "g_update", lambda s, loss, fake, *a, **kw: fake)
+    fakes = count_calls(monkeypatch, step_module, "g_update", lambda updates, fake, *a, **kw: fake)
     for _ in range(2):
         train_step(state, numbered, NS, FP32, cfg)
     assert asked == [0, 1, 2, 3]  # batch numbers step * d_steps + k: none reused

@@ -6,9 +6,8 @@ Nothing here waits for the device: the statistics come back as tensors on it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import torch
 from torch import nn
@@ -19,6 +18,9 @@ from dcgan.nn.losses import GANLoss, feature_matching
 from dcgan.seeding import STREAM_FAKE_LABELS, sample_z, seed_for
 from dcgan.training.precision import Precision
 from dcgan.training.state import TrainState
+
+if TYPE_CHECKING:
+    from dcgan.training.batches import RealBatches
 
 
 @dataclass
@@ -54,6 +56,17 @@ class DUpdate:
     fake_labels: torch.Tensor | None  # (B,) the fakes' classes in a conditional run
 
 
+@dataclass(frozen=True)
+class Updates:
+    """What every update of one step reads: the training state, the loss, the precision and
+    the settings."""
+
+    state: TrainState
+    loss: GANLoss
+    amp: Precision
+    cfg: Config
+
+
 class Classes(NamedTuple):
     """The classes (B,) of one update's real and fake images; None for unconditional runs."""
 
@@ -63,7 +76,7 @@ class Classes(NamedTuple):
 
 def train_step(
     state: TrainState,
-    reals: Callable[[int], torch.Tensor],
+    reals: RealBatches,
     loss: GANLoss,
     amp: Precision,
     cfg: Config,
@@ -72,13 +85,13 @@ def train_step(
     `g_steps` G updates (the first reuses D's fakes, later ones draw new z), then the average.
     With --augment, every image D sees goes through the augmenter first. A conditional run's
     real classes come from `reals.labels(number)`, its fakes' classes from a seeded stream."""
-    t = cfg.train
+    t, updates = cfg.train, Updates(state, loss, amp, cfg)
     for k in range(t.d_steps):
         number = state.step * t.d_steps + k
         real = reals(number)
         z = draw_z(state, len(real), cfg).to(real.device)
         classes = Classes(real_labels(reals, number, cfg), draw_labels(state, len(real), cfg, k))
-        d = d_update(state, loss, real, z, cfg, amp, slot=2 * k, classes=classes)
+        d = d_update(updates, real, z, slot=2 * k, classes=classes)
     fake, fm_weight = d.fake, fm_weight_at(cfg, state.step)
     for k in range(t.g_steps):
         if k > 0:
@@ -87,17 +100,25 @@ def train_step(
             with amp.autocast():
                 fake = state.runners.g(z, classes.fake)
         slot = 2 * t.d_steps + 2 * k
-        loss_g, loss_fm = g_update(state, loss, fake, real, fm_weight, cfg, amp, slot, classes)
+        loss_g, loss_fm = g_update(updates, fake, real, fm_weight, slot=slot, classes=classes)
     if state.ema is not None:
         update_ema(state.ema, state.generator, decay_at(t.ema, state.step))
     if state.ada is not None:
         state.ada.add(d.rt)
     state.step += 1
     state.images_seen += len(real) * state.world * t.d_steps
-    return StepStats(d.loss_real, d.loss_fake, loss_g, d.d_real, d.d_fake, loss_fm, d.rt)
+    return StepStats(
+        loss_d_real=d.loss_real,
+        loss_d_fake=d.loss_fake,
+        loss_g=loss_g,
+        d_real=d.d_real,
+        d_fake=d.d_fake,
+        loss_fm=loss_fm,
+        rt=d.rt,
+    )
 
 
-def real_labels(reals: Callable, number: int, cfg: Config) -> torch.Tensor | None:
+def real_labels(reals: RealBatches, number: int, cfg: Config) -> torch.Tensor | None:
     """The classes (B,) of real batch `number` in a conditional run, on the batch's device."""
     return reals.labels(number) if cfg.model.conditional else None
 
@@ -157,44 +178,39 @@ def scale_learning_rates(state: TrainState, scale: float) -> None:
 
 
 def d_update(
-    state: TrainState,
-    loss: GANLoss,
+    updates: Updates,
     real: torch.Tensor,
     z: torch.Tensor,
-    cfg: Config,
-    amp: Precision,
     slot: int = 0,
     classes: Classes = UNCONDITIONAL,
 ) -> DUpdate:
     """One D step on a real batch (B, C, S, S) and G(z), z (B, nz), conditioned on `classes`
     in a conditional run; augmentation calls `slot` and `slot + 1` of the step."""
-    t = cfg.train
-    with amp.autocast():
+    state, t = updates.state, updates.cfg.train
+    with updates.amp.autocast():
         fake = state.runners.g(z, classes.fake)
         real_logits = state.runners.d(augmented(state, real, slot), classes.real)[0]
         fake_logits = state.runners.d(augmented(state, fake.detach(), slot + 1), classes.fake)[0]
-    loss_real, loss_fake = loss.d(real_logits, fake_logits, t.real_label)
+    loss_real, loss_fake = updates.loss.d(real_logits, fake_logits, t.real_label)
     scaler = state.scalers.d if state.scalers else None
     optimise(loss_real + loss_fake, state.opt_d, state.discriminator, scaler, t.grad_clip)
+    real_logits, fake_logits = real_logits.detach().float(), fake_logits.detach().float()
     return DUpdate(
-        loss_real.detach(),
-        loss_fake.detach(),
-        real_logits.detach().float().sigmoid().mean(),
-        fake_logits.detach().float().sigmoid().mean(),
-        real_logits.detach().float().sign().mean(),
-        fake,
-        classes.fake,
+        loss_real=loss_real.detach(),
+        loss_fake=loss_fake.detach(),
+        d_real=real_logits.sigmoid().mean(),
+        d_fake=fake_logits.sigmoid().mean(),
+        rt=real_logits.sign().mean(),
+        fake=fake,
+        fake_labels=classes.fake,
     )
 
 
 def g_update(
-    state: TrainState,
-    loss: GANLoss,
+    updates: Updates,
     fake: torch.Tensor,
     real: torch.Tensor,
     fm_weight: float,
-    cfg: Config,
-    amp: Precision,
     slot: int = 0,
     classes: Classes = UNCONDITIONAL,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -203,11 +219,12 @@ def g_update(
 
     Returns G's loss and the feature-matching term, detached.
     """
+    state, amp = updates.state, updates.amp
     d = state.discriminator
     d.requires_grad_(False)  # skips D's weight gradients: only G is updated
     with amp.autocast():
         logits, fake_feats = state.runners.d_frozen(augmented(state, fake, slot), classes.fake)
-    loss_g = loss.g(logits)
+    loss_g = updates.loss.g(logits)
     loss_fm = torch.zeros((), device=fake.device)
     if fm_weight > 0:
         with torch.no_grad(), amp.autocast():
@@ -216,7 +233,7 @@ def g_update(
         loss_g = loss_g + fm_weight * loss_fm
     scaler = state.scalers.g if state.scalers else None
     try:
-        optimise(loss_g, state.opt_g, state.generator, scaler, cfg.train.grad_clip)
+        optimise(loss_g, state.opt_g, state.generator, scaler, updates.cfg.train.grad_clip)
     finally:
         d.requires_grad_(True)
     return loss_g.detach(), loss_fm.detach()
