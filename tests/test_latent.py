@@ -12,6 +12,7 @@ from dcgan import DCGAN
 from dcgan.config import ModelConfig
 from dcgan.errors import ConfigError
 from dcgan.latent import (
+    Latents,
     angle,
     arithmetic,
     arithmetic_sheet,
@@ -168,7 +169,7 @@ def generator() -> Generator:
 
 
 def test_interpolate_shape_endpoints_and_layouts(generator: Generator) -> None:
-    images = interpolate(generator, [(3, 17), (5, 5)], steps=6, seed=2, batch_size=4)
+    images = interpolate(Latents(generator, seed=2, batch_size=4), [(3, 17), (5, 5)], steps=6)
     assert images.shape == (2, 6, 3, 16, 16) and images.dtype == torch.uint8
     ends = render(generator, z_for_indices(2, [3, 17], 12))
     assert torch.equal(images[0, 0], ends[0]) and torch.equal(images[0, -1], ends[1])
@@ -197,13 +198,13 @@ def test_arithmetic_with_b_equal_c_gives_the_mean_of_a(generator: Generator) -> 
 
 
 def test_walk_and_sweep(generator: Generator) -> None:
-    frames = walk(generator, frames=12, keys=3, seed=1)
+    frames = walk(Latents(generator, seed=1), frames=12, keys=3)
     assert frames.shape == (12, 3, 16, 16)
     assert torch.equal(frames[0], render(generator, z_for_indices(1, [0], 12))[0])
-    images = sweep(generator, 4, [0, 11], low=0.0, high=0.0, steps=5)
+    images = sweep(generator, 4, [0, 11], span=(0.0, 0.0), steps=5)
     assert images.shape == (2, 5, 3, 16, 16)
     assert all(torch.equal(images[r, k], images[r, 0]) for r in range(2) for k in range(5))
-    varied = sweep(generator, 4, [0], low=-3.0, high=3.0, steps=3)
+    varied = sweep(generator, 4, [0], span=(-3.0, 3.0), steps=3)
     assert not torch.equal(varied[0, 0], varied[0, 2])
     assert sweep_sheet(images, [0, 11]).shape[1] == 2 * 18 + 2
 
@@ -220,7 +221,7 @@ def test_walk_and_sweep(generator: Generator) -> None:
         (lambda g: walk(g, frames=2, keys=3), "frames: 2 is fewer than the 3 keys"),
         (lambda g: sweep(g, 0, [12]), "dims: 12 is not a z dimension; this G has 0..11"),
         (lambda g: sweep(g, 1.5, [0]), "index: 1.5 is not an image index"),
-        (lambda g: sweep(g, 0, [0], low=math.inf), "low: inf must be a finite number"),
+        (lambda g: sweep(g, 0, [0], span=(math.inf, 3.0)), "low: inf must be a finite number"),
     ],
 )
 def test_experiments_check_their_arguments(generator: Generator, call, fragment: str) -> None:

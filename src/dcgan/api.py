@@ -236,15 +236,12 @@ class DCGAN(
         line; the default for uniform z). `label`: a conditional model's class, or a pair
         (a, b) whose class embeddings are blended from a to b along the way.
         """
-        dist = self.config.train.z_dist
+        blend = None
         if isinstance(label, tuple):
-            a, b = (self._classes(x)[0] for x in label)
-            g, pairs = self.sampler, [(i, j)]
-            images = latent.interpolate(g, pairs, steps, method, seed, dist, batch_size, (a, b))
-        else:
-            g = self._fixed(label)
-            images = latent.interpolate(g, [(i, j)], steps, method, seed, dist, batch_size)
-        return _unit(images[0])
+            blend = tuple(self._classes(x)[0] for x in label)
+            label = None  # G stays unfixed: its class is blended along the path
+        src = self._latents(label, seed, batch_size, fixed=blend is None)
+        return _unit(latent.interpolate(src, [(i, j)], steps, method, blend)[0])
 
     def arithmetic(
         self,
@@ -261,11 +258,8 @@ class DCGAN(
         figure 7). Returns float images in [0, 1]: `.exemplars` (three (n, C, S, S)), `.means`
         (3, C, S, S), `.result` (C, S, S) and `.variations` (variations, C, S, S), the result's
         z with `noise` times a seeded draw of z's distribution added."""
-        record = latent.arithmetic(
-            self._fixed(label), a, b, c, seed, variations, noise, self.config.train.z_dist,
-            batch_size,
-        )  # fmt: skip
-        return record.map(_unit)
+        src = self._latents(label, seed, batch_size)
+        return latent.arithmetic(src, a, b, c, variations, noise).map(_unit)
 
     def walk(
         self,
@@ -279,9 +273,7 @@ class DCGAN(
         """A loop through images 0..keys-1 of `seed` and back to image 0 along great circles:
         float (frames, C, S, S) in [0, 1], frames about equally far apart in z, no jump from
         the last frame to the first."""
-        dist = self.config.train.z_dist
-        images = latent.walk(self._fixed(label), frames, keys, seed, method, dist, batch_size)
-        return _unit(images)
+        return _unit(latent.walk(self._latents(label, seed, batch_size), frames, keys, method))
 
     def sweep(
         self,
@@ -296,10 +288,15 @@ class DCGAN(
     ) -> torch.Tensor:
         """Image `index` of `seed` with one z dimension at a time set to each of `steps` values
         from `low` to `high`: float (len(dims), steps, C, S, S) in [0, 1]."""
-        dist = self.config.train.z_dist
-        g = self._fixed(label)
-        images = latent.sweep(g, index, dims, low, high, steps, seed, dist, batch_size)
-        return _unit(images)
+        src = self._latents(label, seed, batch_size)
+        return _unit(latent.sweep(src, index, dims, (low, high), steps))
+
+    def _latents(
+        self, label: int | str | None, seed: int, batch_size: int, fixed: bool = True
+    ) -> latent.Latents:
+        """The latent experiments' source: the sampling G (its class fixed to `label`)."""
+        g = self._fixed(label) if fixed else self.sampler
+        return latent.Latents(g, seed, self.config.train.z_dist, batch_size)
 
 
 def _unit(images: torch.Tensor) -> torch.Tensor:

@@ -208,6 +208,34 @@ def _finite(name: str, value: float) -> float:
 # --- experiments: z -> images ---------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Latents:
+    """Where an experiment's z come from and how they are rendered: image i of `seed` has the
+    z of `dcgan generate --seed seed`'s image i (of distribution `dist`), and `generator` (in
+    eval mode) renders `batch_size` of them at a time. A bare generator stands for
+    `Latents(generator)`."""
+
+    generator: nn.Module
+    seed: int = 0
+    dist: str = "normal"
+    batch_size: int = 64
+
+    @property
+    def nz(self) -> int:
+        return self.generator.cfg.nz
+
+    def z(self, indices: Sequence[int]) -> torch.Tensor:
+        """The z (len(indices), nz) of images `indices` of the seed."""
+        return z_for_indices(self.seed, indices, self.nz, self.dist)
+
+    def render(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return render_all(self.generator, z, self.batch_size, labels)
+
+
+def _latents(source: Latents | nn.Module) -> Latents:
+    return source if isinstance(source, Latents) else Latents(source)
+
+
 def render_all(
     generator: nn.Module,
     z: torch.Tensor,
@@ -224,33 +252,31 @@ def render_all(
 
 
 def interpolate(
-    generator: nn.Module,
+    source: Latents | nn.Module,
     pairs: Sequence[tuple[int, int]],
     steps: int = 10,
     method: str | None = None,
-    seed: int = 0,
-    dist: str = "normal",
-    batch_size: int = 64,
     classes: tuple[int, int] | None = None,
 ) -> torch.Tensor:
-    """uint8 images (P, steps, C, S, S): row p goes from image i to image j of `seed` for the
-    pair (i, j) = pairs[p], at t = 0, 1 / (steps - 1), ..., 1. The first and last images are
+    """uint8 images (P, steps, C, S, S): row p goes from image i to image j of the seed for
+    the pair (i, j) = pairs[p], at t = 0, 1 / (steps - 1), ..., 1. The first and last images are
     `dcgan generate`'s images i and j exactly (the same z, the same eval-mode render).
 
     classes (a, b): a conditional G's class goes from a to b along each row too (its class
     embeddings blended linearly); with i = j that is the class interpolation at a fixed z."""
-    method = resolve_method(method, dist)
+    src = _latents(source)
+    method = resolve_method(method, src.dist)
     check_at_least("steps", steps, 2)
     if not pairs:
         raise ConfigError("pairs: give at least one pair of image indices I:J")
-    flat = [check_index(i) for pair in pairs for i in pair]
-    z = z_for_indices(seed, flat, generator.cfg.nz, dist).view(len(pairs), 2, -1)
+    z = src.z([check_index(i) for pair in pairs for i in pair]).view(len(pairs), 2, -1)
     t = torch.arange(steps, dtype=torch.float64) / (steps - 1)
     path = INTERPOLATORS[method](z[:, 0], z[:, 1], t).transpose(0, 1)  # (P, steps, nz)
     weights = None
     if classes is not None:
-        weights = class_blend(generator.cfg.num_classes, *classes, t).repeat(len(pairs), 1)
-    images = render_all(generator, path.reshape(len(pairs) * steps, -1), batch_size, weights)
+        num_classes = src.generator.cfg.num_classes
+        weights = class_blend(num_classes, *classes, t).repeat(len(pairs), 1)
+    images = src.render(path.reshape(len(pairs) * steps, -1), weights)
     return images.view(len(pairs), steps, *images.shape[1:])
 
 
@@ -270,19 +296,18 @@ class Arithmetic:
 
 
 def arithmetic(
-    generator: nn.Module,
+    source: Latents | nn.Module,
     a: Sequence[int],
     b: Sequence[int],
     c: Sequence[int],
-    seed: int = 0,
     variations: int = 8,
     noise: float = 0.25,
-    dist: str = "normal",
-    batch_size: int = 64,
 ) -> Arithmetic:
     """Vector arithmetic on mean z (the paper's figure 7): the images of groups A, B and C of
-    `seed`, of each group's mean z, of mean(A) - mean(B) + mean(C), and of `variations` copies
-    of that z with noise * (a draw of z's own distribution) added, seeded by (seed, k)."""
+    the seed, of each group's mean z, of mean(A) - mean(B) + mean(C), and of `variations`
+    copies of that z with noise * (a draw of z's own distribution) added, seeded by
+    (seed, k)."""
+    src = _latents(source)
     groups = []
     for name, group in (("a", a), ("b", b), ("c", c)):
         if len(group) == 0:
@@ -291,64 +316,60 @@ def arithmetic(
     check_at_least("variations", variations, 0)
     if _finite("noise", noise) < 0:
         raise ConfigError(f"noise: {noise} must be >= 0")
-    nz = generator.cfg.nz
-    exemplars = z_for_indices(seed, [i for g in groups for i in g], nz, dist)
+    exemplars = src.z([i for g in groups for i in g])
     # the mean of a set does not depend on the order it was given in: same indices, same bits
-    means = torch.stack([group_mean(z_for_indices(seed, sorted(g), nz, dist)) for g in groups])
+    means = torch.stack([group_mean(src.z(sorted(g))) for g in groups])
     result = vector_arithmetic(*means)
     draws = [
-        sample_z(1, nz, dist, torch.Generator().manual_seed(seed_for(seed, k, STREAM_VARIATIONS)))
+        sample_z(
+            1,
+            src.nz,
+            src.dist,
+            torch.Generator().manual_seed(seed_for(src.seed, k, STREAM_VARIATIONS)),
+        )
         for k in range(variations)
     ]
-    varied = result + noise * torch.cat(draws) if draws else result.new_empty(0, nz)
-    images = render_all(generator, torch.cat([exemplars, means, result[None], varied]), batch_size)
+    varied = result + noise * torch.cat(draws) if draws else result.new_empty(0, src.nz)
+    images = src.render(torch.cat([exemplars, means, result[None], varied]))
     sizes = [len(g) for g in groups] + [3, 1, variations]
     ex_a, ex_b, ex_c, mean_images, result_image, variation_images = images.split(sizes)
     return Arithmetic((ex_a, ex_b, ex_c), mean_images, result_image[0], variation_images)
 
 
 def walk(
-    generator: nn.Module,
-    frames: int = 120,
-    keys: int = 6,
-    seed: int = 0,
-    method: str | None = None,
-    dist: str = "normal",
-    batch_size: int = 64,
+    source: Latents | nn.Module, frames: int = 120, keys: int = 6, method: str | None = None
 ) -> torch.Tensor:
-    """uint8 frames (frames, C, S, S) of a loop through images 0..keys-1 of `seed` and back to
-    image 0 (see `walk_path`): played in a loop, it never jumps."""
-    method = resolve_method(method, dist)
+    """uint8 frames (frames, C, S, S) of a loop through images 0..keys-1 of the seed and back
+    to image 0 (see `walk_path`): played in a loop, it never jumps."""
+    src = _latents(source)
+    method = resolve_method(method, src.dist)
     check_at_least("keys", keys, 2)
     check_at_least("frames", frames, 2)
     if frames < keys:
         raise ConfigError(
             f"frames: {frames} is fewer than the {keys} keys; give at least one per key"
         )
-    path = walk_path(z_for_indices(seed, range(keys), generator.cfg.nz, dist), frames, method)
-    return render_all(generator, path, batch_size)
+    return src.render(walk_path(src.z(range(keys)), frames, method))
 
 
 def sweep(
-    generator: nn.Module,
+    source: Latents | nn.Module,
     index: int,
     dims: Sequence[int],
-    low: float = -3.0,
-    high: float = 3.0,
+    span: tuple[float, float] = (-3.0, 3.0),
     steps: int = 9,
-    seed: int = 0,
-    dist: str = "normal",
-    batch_size: int = 64,
 ) -> torch.Tensor:
-    """uint8 images (len(dims), steps, C, S, S): row r is image `index` of `seed` with z's
-    dimension dims[r] alone set to each of `steps` values evenly spaced from low to high."""
+    """uint8 images (len(dims), steps, C, S, S): row r is image `index` of the seed with z's
+    dimension dims[r] alone set to each of `steps` values evenly spaced across `span`
+    (low, high)."""
+    src = _latents(source)
     check_index(index)
-    dims = check_dims(dims, generator.cfg.nz)
+    dims = check_dims(dims, src.nz)
     check_at_least("steps", steps, 2)
-    low, high = _finite("low", low), _finite("high", high)
-    z = z_for_indices(seed, [index], generator.cfg.nz, dist)[0]
+    low, high = _finite("low", span[0]), _finite("high", span[1])
+    z = src.z([index])[0]
     values = low + (high - low) * (torch.arange(steps, dtype=torch.float64) / (steps - 1))
-    images = render_all(generator, dimension_sweep(z, dims, values).flatten(0, 1), batch_size)
+    images = src.render(dimension_sweep(z, dims, values).flatten(0, 1))
     return images.view(len(dims), steps, *images.shape[1:])
 
 

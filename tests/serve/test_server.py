@@ -89,14 +89,14 @@ def test_images_are_the_generate_commands(server, run: Path, tmp_path: Path) -> 
 
 def test_slider_images_are_the_interpolate_and_sweep_commands(server, run: Path) -> None:
     g = load_sampler(run).generator
-    strip = latent.interpolate(g, [(3, 5)], 9, "slerp", seed=1)[0]
+    strip = latent.interpolate(latent.Latents(g, seed=1), [(3, 5)], 9, "slerp")[0]
     for k in (0, 4, 8):
         status, headers, body = get(server, f"/api/interpolate?seed=1&a=3&b=5&steps=9&k={k}")
         assert status == 200 and torch.equal(png(body), strip[k])
     assert headers["X-Dcgan-Command"].startswith(
         f"dcgan interpolate {run} 3:5 --steps 9 --method slerp --seed 1 --out path.png"
     )
-    swept = latent.sweep(g, 2, [7], -3.0, 3.0, 5, seed=0)[0]
+    swept = latent.sweep(g, 2, [7], (-3.0, 3.0), 5)[0]
     for k in range(5):
         status, _, body = get(server, f"/api/sweep?index=2&dim=7&steps=5&k={k}")
         assert status == 200 and torch.equal(png(body), swept[k])
@@ -104,7 +104,7 @@ def test_slider_images_are_the_interpolate_and_sweep_commands(server, run: Path)
 
 def test_arithmetic_is_the_arithmetic_commands_result(server, run: Path) -> None:
     g = load_sampler(run).generator
-    expected = latent.arithmetic(g, [1, 2], [3], [4, 5], seed=0, variations=0).result
+    expected = latent.arithmetic(g, [1, 2], [3], [4, 5], variations=0).result
     status, headers, body = get(server, "/api/arithmetic?a=1,2&b=3&c=4,5")
     assert status == 200 and torch.equal(png(body), expected)
     assert "--a 1,2 --b 3 --c 4,5 --variations 0" in headers["X-Dcgan-Command"]

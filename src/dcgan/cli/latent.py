@@ -212,9 +212,8 @@ def run_interpolate(ns: argparse.Namespace) -> int:
     _count(count, flags)
     generator, dist, blend = _load_blend(ns)
     _fits(ns, generator, count, flags)
-    images = latent.interpolate(
-        generator, pairs, ns.steps, ns.method, ns.seed, dist, ns.batch_size, blend
-    )
+    src = latent.Latents(generator, ns.seed, dist, ns.batch_size)
+    images = latent.interpolate(src, pairs, ns.steps, ns.method, blend)
     if ns.out.suffix.lower() == ".gif":
         write = _save_gif(ns, latent.there_and_back(images))
     else:
@@ -248,9 +247,8 @@ def run_arithmetic(ns: argparse.Namespace) -> int:
     _count(count, "--a --b --c --variations")
     generator, dist = _load(ns)
     _fits(ns, generator, count, "--a --b --c --variations")
-    record = latent.arithmetic(
-        generator, *groups, ns.seed, ns.variations, ns.noise, dist, ns.batch_size
-    )
+    src = latent.Latents(generator, ns.seed, dist, ns.batch_size)
+    record = latent.arithmetic(src, *groups, ns.variations, ns.noise)
     return _write(ns, _save(ns, latent.arithmetic_sheet(record, groups)), "A - B + C")
 
 
@@ -280,7 +278,8 @@ def run_walk(ns: argparse.Namespace) -> int:
     _count(ns.frames, "--frames")
     generator, dist = _load(ns)
     _fits(ns, generator, ns.frames, "--frames")
-    frames = latent.walk(generator, ns.frames, ns.keys, ns.seed, ns.method, dist, ns.batch_size)
+    src = latent.Latents(generator, ns.seed, dist, ns.batch_size)
+    frames = latent.walk(src, ns.frames, ns.keys, ns.method)
     if ns.out.suffix.lower() == ".gif":
         write = _save_gif(ns, frames)
     else:
@@ -325,9 +324,8 @@ def run_sweep(ns: argparse.Namespace) -> int:
             f"--dims: {max(dims)} is out of range; this generator's z has dimensions "
             f"0-{generator.cfg.nz - 1}"
         )
-    images = latent.sweep(
-        generator, ns.index, dims, low, high, ns.steps, ns.seed, dist, ns.batch_size
-    )
+    src = latent.Latents(generator, ns.seed, dist, ns.batch_size)
+    images = latent.sweep(src, ns.index, dims, (low, high), ns.steps)
     return _write(ns, _save(ns, latent.sweep_sheet(images, dims)), f"{len(dims)} dimension sweeps")
 
 

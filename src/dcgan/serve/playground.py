@@ -78,8 +78,9 @@ class Playground:
     ) -> Picture:
         """Image k of the path from image a to image b in `steps` images."""
         key = ("interpolate", seed, a, b, steps, method, label)
-        strip = self._strip(key, lambda g: latent.interpolate(
-            g, [(a, b)], steps, method, seed, self.dist)[0])  # fmt: skip
+        strip = self._strip(
+            key, lambda g: latent.interpolate(self._src(g, seed), [(a, b)], steps, method)[0]
+        )
         args = f"{a}:{b} --steps {steps} --method {method} --seed {seed}"
         cmd = self._command("interpolate", args, label)
         return Picture(strip[k], f"{cmd} --out path.png  # image {k + 1} of {steps}")
@@ -91,8 +92,9 @@ class Playground:
         """Image `index` with z's dimension `dim` set to value k of `steps` across `span`."""
         low, high = span
         key = ("sweep", seed, index, dim, low, high, steps, label)
-        strip = self._strip(key, lambda g: latent.sweep(
-            g, index, [dim], low, high, steps, seed, self.dist)[0])  # fmt: skip
+        strip = self._strip(
+            key, lambda g: latent.sweep(self._src(g, seed), index, [dim], span, steps)[0]
+        )
         args = (
             f"--index {index} --dims {dim} --range {low!r} {high!r} --steps {steps} --seed {seed}"
         )
@@ -102,13 +104,16 @@ class Playground:
     def arithmetic(self, seed: int, groups: Sequence[Sequence[int]], label: int | None) -> Picture:
         """The image of mean(A) - mean(B) + mean(C) over images of `seed`."""
         a, b, c = groups
-        record = latent.arithmetic(self._g(label), a, b, c, seed, 0, 0.25, self.dist)
+        record = latent.arithmetic(self._src(self._g(label), seed), a, b, c, variations=0)
         named = zip("abc", groups, strict=True)
         lists = " ".join(f"--{n} {','.join(map(str, g))}" for n, g in named)
         cmd = self._command("arithmetic", f"{lists} --variations 0 --seed {seed}", label)
         return Picture(record.result, f"{cmd} --out sum.png  # the result, A - B + C")
 
     # ------------------------------------------------------------------------------ helpers
+
+    def _src(self, generator: nn.Module, seed: int) -> latent.Latents:
+        return latent.Latents(generator, seed, self.dist)
 
     def _g(self, label: int | None) -> nn.Module:
         return self.generator if label is None else FixedClass(self.generator, label)
