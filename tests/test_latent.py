@@ -13,28 +13,30 @@ from dcgan.config import ModelConfig
 from dcgan.errors import ConfigError
 from dcgan.latent import (
     Latents,
-    angle,
     arithmetic,
     arithmetic_sheet,
     check_dims,
-    dimension_sweep,
-    group_mean,
     interpolate,
     interpolation_sheet,
-    lerp,
     resolve_method,
-    segment_frames,
-    slerp,
     sweep,
     sweep_sheet,
     there_and_back,
-    vector_arithmetic,
     walk,
-    walk_path,
 )
 from dcgan.nn.models import Generator
 from dcgan.sampling import render
 from dcgan.seeding import z_for_indices
+from dcgan.zspace import (
+    angle,
+    dimension_sweep,
+    group_mean,
+    lerp,
+    segment_frames,
+    slerp,
+    vector_arithmetic,
+    walk_path,
+)
 
 # --- slerp and lerp -------------------------------------------------------------------------------
 
