@@ -50,3 +50,30 @@ def test_load_a_run_directory(tmp_path: Path) -> None:
 def test_public_names() -> None:
     for name in ("DCGAN", "Generator", "Discriminator", "Config", "train", "LOSSES"):
         assert hasattr(dcgan, name)
+
+
+def test_evaluate_is_the_evaluate_commands_record(tmp_path: Path, monkeypatch) -> None:
+    """`DCGAN.evaluate` and `dcgan evaluate` run one path: the same numbers for the same run,
+    N and seed (a small stand-in for Inception keeps it fast)."""
+    import json
+
+    import pytest
+
+    from conftest import PixelFeatures
+    from dcgan.cli import main
+    from dcgan.errors import ConfigError
+    from dcgan.evaluation import features
+
+    monkeypatch.setattr(features, "InceptionFeatures", PixelFeatures)
+    gan = _tiny(tmp_path)
+    gan.train(steps=2)
+    record = gan.evaluate(num_samples=40, metrics=("fid", "kid"), seed=3)
+    report = tmp_path / "e.json"
+    argv = ["evaluate", str(gan.run_dir), "--num-samples", "40", "--metrics", "fid,kid"]
+    assert main([*argv, "--seed", "3", "--device", "cpu", "--json", str(report)]) == 0
+    assert record["metrics"] == json.loads(report.read_text())["metrics"]
+    assert record["num_samples"] == 40 and set(record["metrics"]) == {"fid", "kid_mean", "kid_std"}
+    with pytest.raises(ConfigError, match="too few for kid"):
+        gan.evaluate(num_samples=3, metrics=("kid",))
+    with pytest.raises(ConfigError, match="choose from"):
+        gan.evaluate(metrics=("is",))

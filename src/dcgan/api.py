@@ -12,7 +12,9 @@ from torch import nn
 
 from dcgan import latent
 from dcgan.config import Config, from_dict, merge, model_dict, resolve, validate
+from dcgan.device import pick_device
 from dcgan.errors import CheckpointError, ConfigError, require_positive
+from dcgan.evaluation.evaluate import Request, check_request, measure
 from dcgan.nn.models import Discriminator, Generator, check_size, summary
 from dcgan.run import rundir
 from dcgan.run.checkpoint import (
@@ -216,6 +218,29 @@ class DCGAN(
         if label is None and sampler.cfg.conditional:
             raise ConfigError("label: this model is conditional; name the class of the images")
         return sampler if label is None else FixedClass(sampler, self._classes(label)[0])
+
+    def evaluate(
+        self,
+        num_samples: int = 1000,
+        metrics: Sequence[str] = ("fid", "kid", "pr"),
+        reference: str = "auto",
+        num_real: int | None = None,
+        ref_stats: str | Path | None = None,
+        seed: int = 0,
+        device: str = "auto",
+    ) -> dict[str, Any]:
+        """`dcgan evaluate` from Python: the metrics of `num_samples` images of the sampling G
+        (image i from seed (seed, i)) against real images of this model's data (`reference`:
+        "auto" = the images the run held out, else "train"/"test"/"holdout"), or against a
+        `dcgan ref-stats` file. Returns the record the command writes: `record["metrics"]`
+        ({"fid": ..., "kid_mean": ..., ...}), N, the seed, the feature network and the
+        reference's identity."""
+        request = Request(tuple(metrics), num_samples, num_real, reference, ref_stats, seed)
+        check_request(request)
+        if request.ref_stats is not None:
+            request = replace(request, ref_stats=Path(request.ref_stats))
+        data = self.config.data
+        return measure(self.sampler, self.config.train.z_dist, data, request, pick_device(device))
 
     # --- latent space: the same functions as `dcgan interpolate`, `arithmetic`, `walk`, `sweep`
 

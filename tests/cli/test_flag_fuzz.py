@@ -73,6 +73,8 @@ STUBS = [
     *[(latent, name, _stop) for name in ("interpolate", "arithmetic", "walk", "sweep")],
     (features, "InceptionFeatures", _Features),
     (reference, "reference_features", _stop),
+    (evaluate, "reference_features", _stop),  # as `evaluate.measure` calls it
+    (evaluate, "real_images", _stop),
     (evaluate, "evaluate", _stop),
     (probe, "probe_run", _stop),
     (nearest, "nearest_grid", _stop),

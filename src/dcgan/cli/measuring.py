@@ -36,47 +36,26 @@ def evaluate_arguments(e: argparse.ArgumentParser) -> None:
 
 
 def run_evaluate(ns: argparse.Namespace) -> int:
-    from dcgan.evaluation.conditional import CLASS_METRICS, reference_labels
-    from dcgan.evaluation.evaluate import check_counts, evaluate, format_table, parse_metrics
-    from dcgan.evaluation.features import InceptionFeatures
-    from dcgan.evaluation.reference import load_reference, real_images, reference_features
+    from dcgan.evaluation.evaluate import (
+        Request,
+        check_request,
+        format_table,
+        measure,
+        parse_metrics,
+    )
     from dcgan.run.sources import load_generator
 
+    request = Request(
+        parse_metrics(ns.metrics), ns.num_samples, ns.num_real, ns.reference, ns.ref_stats, ns.seed
+    )
     positive(num_samples=ns.num_samples, num_real=ns.num_real)
-    metrics = parse_metrics(ns.metrics)
-    counts = {"--num-samples": ns.num_samples}
-    if ns.ref_stats is None:
-        counts["--num-real"] = ns.num_real or ns.num_samples
-    check_counts(metrics, counts)
+    check_request(request)  # N before anything is loaded
     check_output("--json", ns.json)
     cfg = run_config(ns.source)
+    statistics_alone = ns.ref_stats is not None and cfg is None and not ns.dataset
+    data = None if statistics_alone else data_config(ns, cfg)
     generator, z_dist = load_generator(ns.source)
-    wanted = [m for m in metrics if m in CLASS_METRICS]
-    if wanted and not generator.cfg.conditional:
-        raise ConfigError(
-            f"--metrics: {','.join(wanted)} score a conditional model's classes; "
-            f"{ns.source} was trained without --conditional"
-        )
-    device = pick_device(ns.device)
-    ref = None
-    if ns.ref_stats is not None:  # read first: a damaged file stops before the network loads
-        ref = load_reference(ns.ref_stats)
-        fix = "recompute it with dcgan ref-stats --num-real N"
-        check_counts(metrics, {str(ns.ref_stats): len(ref.feats)}, fix)
-    extractor = InceptionFeatures(device=device)
-    if ref is None or wanted:  # real images are read: from the run's data and the flags
-        size, channels = generator.cfg.image_size, generator.cfg.channels
-        count = ns.num_real or ns.num_samples
-        drawn = (data_config(ns, cfg), size, channels, ns.reference, count)
-    if ref is None:
-        ref = reference_features(extractor, *drawn)
-    labelled = None
-    if wanted:  # the reference's own images, with their labels: no second feature pass
-        feats = ref.feats if ns.ref_stats is None else extractor(real_images(*drawn)[0])
-        labelled = (feats, reference_labels(*drawn))
-    record = evaluate(
-        generator.to(device), z_dist, ref, extractor, ns.num_samples, metrics, ns.seed, labelled
-    )
+    record = measure(generator, z_dist, data, request, pick_device(ns.device))
     return report("evaluate", ns.source, record, format_table, ns.json)
 
 

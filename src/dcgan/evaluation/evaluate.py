@@ -8,18 +8,25 @@ numbers. The reference side lives in `dcgan.evaluation.reference`.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from dcgan.config import Config
-from dcgan.errors import ConfigError
+from dcgan.config import Config, DataConfig
+from dcgan.errors import ConfigError, require_positive
 from dcgan.evaluation import features
-from dcgan.evaluation.conditional import CLASS_METRICS, class_scores
+from dcgan.evaluation.conditional import CLASS_METRICS, class_scores, reference_labels
 from dcgan.evaluation.metrics import feature_stats, fid, kid, precision_recall
-from dcgan.evaluation.reference import Reference, reference_features
+from dcgan.evaluation.reference import (
+    Reference,
+    load_reference,
+    real_images,
+    reference_features,
+)
 from dcgan.sampling import balanced_labels, generate
 
 METRICS = ("fid", "kid", "pr", *CLASS_METRICS)
@@ -134,6 +141,73 @@ def evaluate(
         "reference": ref.identity,
         "seconds": round(time.perf_counter() - start, 1),
     }
+
+
+@dataclass(frozen=True)
+class Request:
+    """What to measure: `metrics` of `num_samples` generated images (seeds (seed, i)) against
+    `num_real` real images (default: as many) of the data's `reference` part ("auto": the
+    images the run held out, else its training images), or against the statistics file
+    `ref_stats`."""
+
+    metrics: tuple[str, ...] = METRICS[:3]
+    num_samples: int = 1000
+    num_real: int | None = None
+    reference: str = "auto"
+    ref_stats: Path | None = None
+    seed: int = 0
+
+
+def check_request(request: Request) -> Request:
+    """Refuse counts too small for the metrics, before anything is loaded or generated."""
+    r = request
+    if not r.metrics or any(m not in METRICS for m in r.metrics):
+        raise ConfigError(f"metrics: {','.join(r.metrics)!r}; choose from {','.join(METRICS)}")
+    require_positive({"num_samples": r.num_samples, "num_real": r.num_real})
+    counts = {"--num-samples": r.num_samples}
+    if r.ref_stats is None:
+        counts["--num-real"] = r.num_real or r.num_samples
+    check_counts(r.metrics, counts)
+    return r
+
+
+def measure(
+    generator: nn.Module,
+    z_dist: str,
+    data: DataConfig | None,
+    request: Request,
+    device: torch.device,
+) -> dict[str, Any]:
+    """The whole evaluation of `dcgan evaluate` and `DCGAN.evaluate`: counts checked first,
+    then the reference (a statistics file, or the real images of `data` through the cache),
+    then the generated images; a JSON-ready record (see `evaluate`). `data` may be None with
+    `ref_stats` (no real image is read then)."""
+    r = check_request(request)
+    wanted = [m for m in r.metrics if m in CLASS_METRICS]
+    if wanted and not generator.cfg.conditional:
+        raise ConfigError(
+            f"--metrics: {','.join(wanted)} score a conditional model's classes; this model "
+            "was trained without --conditional"
+        )
+    ref = None
+    if r.ref_stats is not None:  # read first: a damaged file stops before the network loads
+        ref = load_reference(r.ref_stats)
+        fix = "recompute it with dcgan ref-stats --num-real N"
+        check_counts(r.metrics, {str(r.ref_stats): len(ref.feats)}, fix)
+    if data is None and (ref is None or wanted):
+        raise ConfigError("--dataset: required when the source is not a run directory")
+    extractor = features.InceptionFeatures(device=device)
+    cfg = generator.cfg
+    drawn = (data, cfg.image_size, cfg.channels, r.reference, r.num_real or r.num_samples)
+    if ref is None:
+        ref = reference_features(extractor, *drawn)
+    labelled = None
+    if wanted:  # the reference's own images, with their labels: no second feature pass
+        feats = ref.feats if r.ref_stats is None else extractor(real_images(*drawn)[0])
+        labelled = (feats, reference_labels(*drawn))
+    return evaluate(
+        generator.to(device), z_dist, ref, extractor, r.num_samples, r.metrics, r.seed, labelled
+    )
 
 
 def _rounded(value: Any) -> Any:
