@@ -12,8 +12,8 @@ import pytest
 from conftest import ThumbnailFeatures, tiny_flags
 from dcgan.cli import main
 from dcgan.evaluation import features
-from dcgan.evaluation.conditional import classifier_accuracy, intra_fid, sample_fid
-from dcgan.evaluation.metrics import feature_stats, fid
+from dcgan.evaluation.conditional import classifier_accuracy, intra_fid
+from dcgan.evaluation.metrics import feature_stats, fid, fid_of_samples
 
 
 class CountingFeatures(ThumbnailFeatures):
@@ -29,10 +29,10 @@ class CountingFeatures(ThumbnailFeatures):
 def test_sample_fid_is_the_fid_and_stays_exact_with_few_samples() -> None:
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(300, 20)), rng.normal(1.0, 2.0, size=(250, 20))
-    assert sample_fid(a, b) == pytest.approx(fid(*feature_stats(a), *feature_stats(b)))
+    assert fid_of_samples(a, b) == pytest.approx(fid(*feature_stats(a), *feature_stats(b)))
     few = rng.normal(size=(12, 200))  # fewer samples than features: singular covariances
-    assert sample_fid(few, few) == pytest.approx(0.0, abs=1e-8)
-    assert sample_fid(few, few + 1.0) == pytest.approx(200.0)  # only the means differ
+    assert fid_of_samples(few, few) == pytest.approx(0.0, abs=1e-8)
+    assert fid_of_samples(few, few + 1.0) == pytest.approx(200.0)  # only the means differ
 
 
 def clustered(n: int, k: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

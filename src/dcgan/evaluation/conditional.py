@@ -19,6 +19,7 @@ from threadpoolctl import threadpool_limits
 from dcgan.config import DataConfig
 from dcgan.data import open_images
 from dcgan.evaluation.linear_probe import C_GRID, fit_grid
+from dcgan.evaluation.metrics import fid_of_samples
 from dcgan.evaluation.reference import reference_part, reference_rows
 
 CLASS_METRICS = ("ifid", "accuracy")
@@ -63,28 +64,10 @@ def intra_fid(
     for c in range(num_classes):
         r, f = real[0][real[1] == c], fake[0][fake[1] == c]
         if len(r) >= 2 and len(f) >= 2:
-            out[c] = round(sample_fid(f, r), 4)
+            out[c] = round(fid_of_samples(f, r), 4)
     if not out:
         raise ValueError("no class has two real and two generated images; raise --num-samples")
     return out
-
-
-def sample_fid(a: np.ndarray, b: np.ndarray) -> float:
-    """FID of feature samples a (n, D) and b (m, D), exact for any n and m.
-
-    With fewer images than features the covariances are singular and a matrix square root of
-    their product is ill-conditioned; but the nonzero eigenvalues of S_a S_b are the squared
-    singular values of A B^T / sqrt((n-1)(m-1)) (A, B the centred samples), so
-    Tr sqrt(S_a S_b) is the sum of those singular values: an (n, m) problem, not (D, D).
-    """
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    mu_a, mu_b = a.mean(0), b.mean(0)
-    ca, cb = a - mu_a, b - mu_b
-    scale = np.sqrt((len(a) - 1) * (len(b) - 1))
-    cross = np.linalg.svd(ca @ cb.T, compute_uv=False).sum() / scale
-    traces = (ca * ca).sum() / (len(a) - 1) + (cb * cb).sum() / (len(b) - 1)
-    diff = mu_a - mu_b
-    return float(diff @ diff + traces - 2.0 * cross)
 
 
 def classifier_accuracy(

@@ -76,6 +76,25 @@ def _polynomial_mmd(x: np.ndarray, y: np.ndarray) -> float:
     return float(off_diagonal - 2 * kxy.mean())
 
 
+def fid_of_samples(a: np.ndarray, b: np.ndarray) -> float:
+    """FID of feature samples a (n, D) and b (m, D), exact for any n and m: `fid` of their
+    means and covariances, computed without the (D, D) square root.
+
+    With fewer images than features the covariances are singular and a matrix square root of
+    their product is ill-conditioned; but the nonzero eigenvalues of S_a S_b are the squared
+    singular values of A B^T / sqrt((n-1)(m-1)) (A, B the centred samples), so
+    Tr sqrt(S_a S_b) is the sum of those singular values: an (n, m) problem, not (D, D).
+    """
+    a, b = a.astype(np.float64), b.astype(np.float64)
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    ca, cb = a - mu_a, b - mu_b
+    scale = np.sqrt((len(a) - 1) * (len(b) - 1))
+    cross = np.linalg.svd(ca @ cb.T, compute_uv=False).sum() / scale
+    traces = (ca * ca).sum() / (len(a) - 1) + (cb * cb).sum() / (len(b) - 1)
+    diff = mu_a - mu_b
+    return float(diff @ diff + traces - 2.0 * cross)
+
+
 def kid(
     feats1: np.ndarray,
     feats2: np.ndarray,
