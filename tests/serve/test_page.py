@@ -17,8 +17,10 @@ import torch
 from conftest import tiny_flags
 from dcgan import latent
 from dcgan.cli import main
+from dcgan.images import read_png
 from dcgan.run.sources import load_sampler
 
+S = 32  # the served model's image size
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
     pytest.mark.browser,
@@ -38,7 +40,7 @@ PIXELS = """() => {
 
 @pytest.fixture
 def served(tmp_path: Path):
-    assert main(["train", *tiny_flags(tmp_path, image_size=32, steps=6)]) == 0
+    assert main(["train", *tiny_flags(tmp_path, image_size=S, steps=6)]) == 0
     run = next((tmp_path / "runs").glob("0*"))
     cmd = [sys.executable, "-m", "dcgan", "serve", str(run), "--port", "0", "--device", "cpu"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -55,7 +57,13 @@ def served(tmp_path: Path):
 def test_click_two_images_and_slide_shows_the_interpolate_commands_images(served, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     run, url = served
+    sheet_path = tmp_path / "path.png"  # what the command shown on the page writes
+    assert main(["interpolate", str(run), "3:6", "--steps", "9", "--out", str(sheet_path)]) == 0
+    sheet = read_png(sheet_path)
     expected = latent.interpolate(load_sampler(run).generator, [(3, 6)], 9, "slerp")[0]
+    for k in range(9):  # the sheet's tiles, S + 2 apart after the row label's margin
+        left = sheet.shape[2] - (9 - k) * (S + 2)
+        assert torch.equal(sheet[:, 2 : 2 + S, left : left + S], expected[k])
     with sync_api.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1100, "height": 800})
@@ -70,7 +78,7 @@ def test_click_two_images_and_slide_shows_the_interpolate_commands_images(served
                 f"document.getElementById('caption').textContent.includes('{k + 1} of 9')"
             )
             page.wait_for_function("document.getElementById('current').complete")
-            rgba = torch.tensor(page.evaluate(PIXELS), dtype=torch.uint8).view(32, 32, 4)
+            rgba = torch.tensor(page.evaluate(PIXELS), dtype=torch.uint8).view(S, S, 4)
             assert torch.equal(rgba[:, :, 0], expected[k][0]), k  # grey: R = G = B
         command = page.text_content("#command")
         assert command.startswith(f"dcgan interpolate {run} 3:6 --steps 9")
