@@ -14,7 +14,6 @@ from dcgan import latent
 from dcgan.config import Config, from_dict, merge, model_dict, resolve, validate
 from dcgan.device import pick_device
 from dcgan.errors import CheckpointError, ConfigError, require_positive
-from dcgan.evaluation.evaluate import Request, check_request, measure
 from dcgan.nn.models import Discriminator, Generator, check_size, summary
 from dcgan.run import rundir
 from dcgan.run.checkpoint import (
@@ -235,6 +234,9 @@ class DCGAN(
         `dcgan ref-stats` file. Returns the record the command writes: `record["metrics"]`
         ({"fid": ..., "kid_mean": ..., ...}), N, the seed, the feature network and the
         reference's identity."""
+        # here, not at the top: evaluation imports scikit-learn, which `import dcgan` need not
+        from dcgan.evaluation.evaluate import Request, check_request, measure
+
         request = Request(tuple(metrics), num_samples, num_real, reference, ref_stats, seed)
         check_request(request)
         if request.ref_stats is not None:
