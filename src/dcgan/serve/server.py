@@ -18,6 +18,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from importlib import resources
 from urllib.parse import parse_qs, urlsplit
 
+from dcgan.errors import ConfigError
 from dcgan.images import png_bytes
 from dcgan.seeding import MAX_SEED
 from dcgan.serve.playground import MAX_GROUP, MAX_STEPS, Picture, Playground
@@ -144,7 +145,7 @@ class Handler(BaseHTTPRequestHandler):
             return self._error(HTTPStatus.NOT_FOUND, "no such page")
         try:
             picture = answer(self.play, url.path, Query(url.query, ROUTES[url.path]))
-        except BadRequest as e:
+        except (BadRequest, ConfigError) as e:  # ConfigError: a check of the latent functions
             return self._error(HTTPStatus.BAD_REQUEST, str(e))
         self._send(HTTPStatus.OK, png_bytes(picture.image), "image/png", picture.command)
 
