@@ -151,19 +151,23 @@ class DCGAN(
 
     @classmethod
     def load(cls, directory: str | Path) -> DCGAN:
-        """Rebuild from `save()` output or a run directory (export, else latest checkpoint)."""
+        """Rebuild from `save()` output or a run directory. Unlike the commands, which need
+        only the sampling G (`run.sources.load_sampler`: the export first), this needs D and
+        the raw G too: `save()` output holds them beside the export, a run only in its
+        latest checkpoint; a run with only an export gets G from it and a fresh D. Each
+        file is read once."""
         directory = Path(directory)
         gan = cls(read_run_config(directory))
-        if gan.config.model.conditional:
-            gan.class_names = load_sampler(directory).class_names
         latest = rundir.latest_checkpoint(directory)
         has_export = (directory / EXPORT_NAME).is_file()
         if has_export and (directory / D_EXPORT).is_file():
-            gan.generator = load_export(directory)[0]
+            gan.generator, meta = load_export(directory)
+            gan.class_names = tuple(meta.get("class_names") or ())
             d_weights = load_weights(directory / D_EXPORT, fix="save the model again")
             load_into(gan.discriminator, d_weights, directory / D_EXPORT)
         elif latest.is_file():
             checkpoint = load_checkpoint(latest)
+            gan.class_names = tuple(checkpoint.class_names or ())
             load_into(gan.generator, checkpoint.generator, latest)
             load_into(gan.discriminator, checkpoint.discriminator, latest)
             if checkpoint.ema is not None:
@@ -171,7 +175,8 @@ class DCGAN(
                 load_into(gan.ema, checkpoint.ema, latest)
             gan.run_dir = directory
         elif has_export:
-            gan.generator = load_export(directory)[0]  # D keeps its fresh initialisation
+            gan.generator, meta = load_export(directory)  # D keeps its fresh initialisation
+            gan.class_names = tuple(meta.get("class_names") or ())
             gan.run_dir = directory
         else:
             raise CheckpointError(f"{directory} holds no generator export and no checkpoint")
