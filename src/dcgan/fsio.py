@@ -6,13 +6,14 @@ ignore a last line cut short by a kill).
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import stat
 import uuid
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -27,22 +28,32 @@ def atomic_write(path: Path | str, write: Callable[[BinaryIO], None]) -> Path:
     the complete new one. If ``write`` raises, the temp file is removed and ``path`` is left
     untouched. Creates the parent directory. Returns ``path`` as a ``Path``.
     """
+    with atomic_path(path) as tmp, open(tmp, "xb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
+    return Path(path)
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str, tmp: Path | None = None) -> Iterator[Path]:
+    """A temp path beside ``path`` for a writer that needs a file name (a memory-mapped array,
+    ``np.save``); on leaving the block it replaces ``path``, or on an error it is removed and
+    ``path`` is left untouched. ``tmp``: the temp name when the caller needs to recognise its
+    own (the decoded-image cache removes those of dead processes); by default a hidden,
+    random one. Creates the parent directory."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # A random suffix keeps two writers of the same target from sharing a temp file; the
     # leading dot hides it from globs such as ``*.png`` while it exists.
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp = tmp if tmp is not None else path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with open(tmp, "xb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
-    return path
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -26,10 +26,13 @@ def bar(
     unit: str = "it",
     stream: TextIO | None = None,
     delay: float = 0.0,
+    initial: int = 0,
+    leave: bool = False,
 ) -> tqdm:
     """A tqdm bar over `iterable` (or for manual `update`s) on `stream` (default stderr),
     disabled unless that stream is a terminal; with a `delay` it appears only once the work
-    has taken that many seconds (short work shows none). It clears itself when done."""
+    has taken that many seconds (short work shows none). It clears itself when done unless
+    `leave`; `initial`: the count it starts from (a resumed run's step)."""
     stream = sys.stderr if stream is None else stream
     return tqdm(
         iterable,
@@ -38,7 +41,8 @@ def bar(
         unit=unit,
         file=stream,
         disable=not is_terminal(stream),
-        leave=False,
+        leave=leave,
         delay=delay,
+        initial=initial,
         dynamic_ncols=True,
     )

@@ -262,6 +262,19 @@ def model_dict(cfg: ModelConfig) -> dict[str, Any]:
     return out
 
 
+def locked_changes(old: dict[str, Any], new: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """Settings a resume may not change (all but RESUMABLE_FIELDS) that differ between two
+    configs as nested dicts (`to_dict`, or a checkpoint's saved copy): (section.name, old,
+    new). A key either side lacks is left out (a checkpoint of an older schema)."""
+    return [
+        (f"{sec}.{k}", value, new[sec][k])
+        for sec, values in old.items()
+        if isinstance(values, dict) and isinstance(new.get(sec), dict)
+        for k, value in values.items()
+        if k in new[sec] and k not in RESUMABLE_FIELDS and value != new[sec][k]
+    ]
+
+
 def diff(old: Config, new: Config) -> list[tuple[str, Any, Any]]:
     """Leaf settings that differ: (section.name, old value, new value)."""
     a, b = to_dict(old), to_dict(new)

@@ -33,7 +33,7 @@ from dcgan.data import decode
 from dcgan.data.catalogue import Found
 from dcgan.data.transforms import convert_channels, fit_square
 from dcgan.errors import DataError, Recovered, brief
-from dcgan.fsio import atomic_write_text
+from dcgan.fsio import atomic_path, atomic_write_text
 from dcgan.progress import bar
 
 # Bump when decoding changes the pixels it produces, so old caches are not reused.
@@ -153,16 +153,17 @@ def decode_into(
 ) -> tuple[list[tuple[str, str]], int]:
     """Decode to `path` (atomically); returns the skipped (file, reason) pairs and the total."""
     remove_orphans(path)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-    try:
+    with atomic_path(path, _own_tmp(path)) as tmp:
         if found.arrays is not None:
             skipped, total = [], write_arrays(found, size, channels, tmp)
         else:
             skipped, total = write_encoded(cfg, found, size, channels, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return skipped, total
+
+
+def _own_tmp(path: Path) -> Path:
+    """This process's temp name for `path`: STEM.PID.tmp.npy (see `remove_orphans`)."""
+    return path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
 
 
 def remove_orphans(path: Path) -> None:
@@ -277,15 +278,14 @@ def compact(path: Path, drop: set[int]) -> None:
     """Rewrite `path` without rows `drop`, chunk by chunk so no full copy sits in memory."""
     src = np.load(path, mmap_mode="r")
     keep = np.setdiff1d(np.arange(len(src), dtype=np.int64), np.fromiter(drop, np.int64))
-    tmp = path.with_name(path.stem + ".compact.npy")
-    dst = np.lib.format.open_memmap(
-        tmp, mode="w+", dtype=np.uint8, shape=(len(keep), *src.shape[1:])
-    )
-    for i in range(0, len(keep), _TASK_SIZE * 16):
-        dst[i : i + _TASK_SIZE * 16] = src[keep[i : i + _TASK_SIZE * 16]]
-    dst.flush()
-    del src, dst
-    os.replace(tmp, path)
+    with atomic_path(path, path.with_name(path.stem + ".compact.npy")) as tmp:
+        dst = np.lib.format.open_memmap(
+            tmp, mode="w+", dtype=np.uint8, shape=(len(keep), *src.shape[1:])
+        )
+        for i in range(0, len(keep), _TASK_SIZE * 16):
+            dst[i : i + _TASK_SIZE * 16] = src[keep[i : i + _TASK_SIZE * 16]]
+        dst.flush()
+        del src, dst
 
 
 # ---------------------------------------------------------------------------- class labels
@@ -310,13 +310,8 @@ def load_or_read_labels(images: Path, read: LabelReader) -> tuple[np.ndarray, tu
             damage = f"class-label cache {path}: {brief(e)}; reading the labels again"
             warnings.warn(damage, Recovered, 2)
     values, names = read()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npy")
-    try:
+    with atomic_path(path, _own_tmp(path)) as tmp:
         np.save(tmp, np.asarray(values, np.int64))
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     meta = {"count": len(values), "class_names": list(names), "crc32": file_crc32(path)}
     atomic_write_text(meta_path, json.dumps({**meta, "meta_crc32": _meta_crc32(meta)}, indent=1))
     return values, tuple(names)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dcgan.fsio import append_jsonl, open_append
+from dcgan.progress import bar, is_terminal
 from dcgan.run.rundir import LOG_FILE, STATS_FILE
 
 _SHOWN = (("loss_d", "D"), ("loss_g", "G"), ("d_real", "D(x)"), ("d_fake", "D(G(z))"))
@@ -24,16 +25,10 @@ class RunLogger:
     ):
         self.run_dir = Path(run_dir)
         self.stream = stream if stream is not None else sys.stderr
-        self.bar = None
-        if self.stream.isatty():
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=total_steps,
-                initial=start_step,
-                file=self.stream,
-                unit="step",
-                dynamic_ncols=True,
+        self.bar = None  # plain lines where the stream is not a terminal (progress.bar's rule)
+        if is_terminal(self.stream):
+            self.bar = bar(
+                total=total_steps, initial=start_step, unit="step", stream=self.stream, leave=True
             )
         # Names in any bytes (a non-UTF-8 run directory) are written escaped, never a crash.
         self._log = io.TextIOWrapper(

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from dcgan.config import RESUMABLE_FIELDS, Config, diff, to_dict
+from dcgan.config import RESUMABLE_FIELDS, Config, locked_changes, to_dict
 from dcgan.data import ImageSet
 from dcgan.errors import CheckpointError, ConfigError, brief
 from dcgan.run import rundir, tensorboard
@@ -41,9 +41,7 @@ def resume_config(run_dir: Path, requested: Config) -> Config:
     if requested.model.conditional and not requested.model.num_classes:  # "the data's count"
         model = replace(requested.model, num_classes=saved.model.num_classes)
         requested = replace(requested, model=model)
-    changed = [
-        (k, a, b) for k, a, b in diff(saved, requested) if k.split(".")[1] not in RESUMABLE_FIELDS
-    ]
+    changed = locked_changes(to_dict(saved), to_dict(requested))
     if changed:
         shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changed)
         raise ConfigError(
@@ -139,14 +137,7 @@ def resume_state(
 def check_trained_with(run_dir: Path, saved: dict, cfg: Config, path: Path) -> None:
     """Refuse a config.yaml whose settings that may not change on resume differ from those the
     checkpoint was trained with: a damaged value (or an edit) would silently change the run."""
-    now = to_dict(cfg)
-    changed = [
-        (f"{sec}.{k}", old, now[sec][k])
-        for sec, values in saved.items()
-        if isinstance(values, dict) and sec in now
-        for k, old in values.items()
-        if k in now[sec] and k not in RESUMABLE_FIELDS and old != now[sec][k]
-    ]
+    changed = locked_changes(saved, to_dict(cfg))
     if changed:
         key, old, new = changed[0]
         more = f" (and {len(changed) - 1} more)" if changed[1:] else ""
