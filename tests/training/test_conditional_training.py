@@ -60,8 +60,13 @@ def test_an_unconditional_export_has_no_class_fields(tiny_config: Config) -> Non
     assert "class_names" not in torch.load(latest_checkpoint(run), weights_only=True)
 
 
-def test_conditional_resume_is_bitwise(conditional: Config) -> None:
-    cfg = with_settings(conditional, steps=6, checkpoint_every=100, g_steps=2)
+@pytest.mark.parametrize(
+    "recipe",
+    [{}, {"spectral_norm": True, "loss": "hinge", "mbstd_group": 4}],  # the second: the demo's
+    ids=["defaults", "demo-conditional"],
+)
+def test_conditional_resume_is_bitwise(conditional: Config, recipe: dict) -> None:
+    cfg = with_settings(conditional, steps=6, checkpoint_every=100, g_steps=2, **recipe)
     straight = train(cfg)
     half = train(with_settings(cfg, steps=3))
     resumed = train(with_settings(cfg, steps=6), resume=half.run_dir)
