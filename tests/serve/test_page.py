@@ -58,9 +58,11 @@ def test_click_two_images_and_slide_shows_the_interpolate_commands_images(served
     sync_api = pytest.importorskip("playwright.sync_api")
     run, url = served
     sheet_path = tmp_path / "path.png"  # what the command shown on the page writes
-    assert main(["interpolate", str(run), "3:6", "--steps", "9", "--out", str(sheet_path)]) == 0
+    argv = ["interpolate", str(run), "3:6", "--steps", "9", "--seed", "2"]
+    assert main([*argv, "--out", str(sheet_path)]) == 0
     sheet = read_png(sheet_path)
-    expected = latent.interpolate(load_sampler(run).generator, [(3, 6)], 9, "slerp")[0]
+    source = latent.Latents(load_sampler(run).generator, seed=2)
+    expected = latent.interpolate(source, [(3, 6)], 9, "slerp")[0]
     for k in range(9):  # the sheet's tiles, S + 2 apart after the row label's margin
         left = sheet.shape[2] - (9 - k) * (S + 2)
         assert torch.equal(sheet[:, 2 : 2 + S, left : left + S], expected[k])
@@ -69,6 +71,9 @@ def test_click_two_images_and_slide_shows_the_interpolate_commands_images(served
         page = browser.new_page(viewport={"width": 1100, "height": 800})
         page.goto(url)
         page.wait_for_selector("#grid figure img")
+        # a seed typed and not confirmed: the click blurs it, the grid redraws, and the click
+        # must still count
+        page.fill("#seed", "2")
         page.click("#grid figure[data-index='3']")
         page.click("#grid figure[data-index='6']")
         page.wait_for_function("document.getElementById('caption').textContent.includes('1 of 9')")
@@ -81,7 +86,7 @@ def test_click_two_images_and_slide_shows_the_interpolate_commands_images(served
             rgba = torch.tensor(page.evaluate(PIXELS), dtype=torch.uint8).view(S, S, 4)
             assert torch.equal(rgba[:, :, 0], expected[k][0]), k  # grey: R = G = B
         command = page.text_content("#command")
-        assert command.startswith(f"dcgan interpolate {run} 3:6 --steps 9")
+        assert command.startswith(f"dcgan interpolate {run} 3:6 --steps 9 --method slerp --seed 2")
         page.screenshot(path=str(tmp_path / "serve.png"))
         browser.close()
     assert (tmp_path / "serve.png").stat().st_size > 10_000
