@@ -240,14 +240,12 @@ class DCGAN(
         ({"fid": ..., "kid_mean": ..., ...}), N, the seed, the feature network and the
         reference's identity."""
         # here, not at the top: evaluation imports scikit-learn, which `import dcgan` need not
-        from dcgan.evaluation.evaluate import Request, check_request, measure
+        from dcgan.evaluation.evaluate import Request, measure
 
-        request = Request(tuple(metrics), num_samples, num_real, reference, ref_stats, seed)
-        check_request(request)
-        if request.ref_stats is not None:
-            request = replace(request, ref_stats=Path(request.ref_stats))
-        data = self.config.data
-        return measure(self.sampler, self.config.train.z_dist, data, request, pick_device(device))
+        stats = None if ref_stats is None else Path(ref_stats)
+        request = Request(tuple(metrics), num_samples, num_real, reference, stats, seed)
+        z_dist, data = self.config.train.z_dist, self.config.data
+        return measure(self.sampler, z_dist, data, request, pick_device(device))
 
     # --- latent space: the same functions as `dcgan interpolate`, `arithmetic`, `walk`, `sweep`
 

@@ -28,12 +28,12 @@ from dcgan.config import Z_DISTRIBUTIONS, ModelConfig, from_dict, model_dict
 from dcgan.errors import CheckpointError, ConfigError, brief, shown
 from dcgan.fsio import atomic_write, check_stored_zip
 from dcgan.nn.models import Discriminator, Generator
-from dcgan.run.card import write_card
+from dcgan.run.card import HUB_STEM, write_card
 
 FORMAT_VERSION = 1
 EXPORT_NAME = "generator.safetensors"
 # The Hub layout of the same export (huggingface_hub's ModelHubMixin): weights and settings
-HUB_WEIGHTS, HUB_CONFIG = "model.safetensors", "config.json"
+HUB_WEIGHTS, HUB_CONFIG = f"{HUB_STEM}.safetensors", "config.json"
 
 
 def is_hub_folder(path: Path) -> bool:
@@ -307,11 +307,12 @@ def load_export(path: str | Path) -> tuple[Generator, dict[str, Any]]:
     a run's (generator.safetensors + .json) or a Hub folder (model.safetensors + config.json,
     the same content under the names `huggingface_hub` expects; see `run.hub`)."""
     path = Path(path)
-    weights = path / EXPORT_NAME if path.is_dir() else path
+    weights = path
+    if path.is_dir():
+        weights = path / (HUB_WEIGHTS if is_hub_folder(path) else EXPORT_NAME)
     meta_path = weights.with_suffix(".json")
-    if is_hub_folder(path) or (weights.name == HUB_WEIGHTS and not meta_path.is_file()):
-        weights = weights.parent / HUB_WEIGHTS if path.is_dir() else weights
-        meta_path = weights.parent / HUB_CONFIG
+    if weights.name == HUB_WEIGHTS and not meta_path.is_file():  # the Hub's name for it
+        meta_path = weights.with_name(HUB_CONFIG)
     if not weights.is_file() or not meta_path.is_file():
         raise CheckpointError(
             f"no generator export at {path}: expected {weights.name} and {meta_path.name}"

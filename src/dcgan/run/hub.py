@@ -18,11 +18,11 @@ from typing import Any
 from dcgan.errors import ConfigError
 from dcgan.fsio import atomic_write_text
 from dcgan.nn.models import Generator
-from dcgan.run.card import CARD_NAME, write_card
+from dcgan.run.card import CARD_NAME, HUB_STEM, SAMPLES_COPY, evaluations, write_card
 from dcgan.run.checkpoint import HUB_CONFIG, HUB_WEIGHTS, export_generator, is_hub_folder
+from dcgan.run.rundir import read_config
 
-STEM = Path(HUB_WEIGHTS).stem
-HUB_FILES = [HUB_CONFIG, HUB_WEIGHTS, CARD_NAME, f"{STEM}-samples.png"]
+HUB_FILES = [HUB_CONFIG, HUB_WEIGHTS, CARD_NAME, SAMPLES_COPY.format(name=HUB_STEM)]
 TAGS = ["dcgan", "gan", "pytorch", "image-generation"]
 
 
@@ -38,11 +38,11 @@ def export_hub(
     directory.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
-        export_generator(generator, work, extra, name=STEM, run=run)
-        write_card(work, STEM, run, generator)
+        export_generator(generator, work, extra, name=HUB_STEM, run=run)
+        write_card(work, HUB_STEM, run, generator)
         card = (work / CARD_NAME).read_text()
         atomic_write_text(work / CARD_NAME, front_matter(run) + card)
-        os.replace(work / f"{STEM}.json", work / HUB_CONFIG)
+        os.replace(work / f"{HUB_STEM}.json", work / HUB_CONFIG)
         if directory.exists():
             directory.rmdir()
         os.replace(work, directory)
@@ -53,9 +53,6 @@ def export_hub(
 
 def front_matter(run: Path | None) -> str:
     """The Hub's YAML metadata header of the card: library, tags, dataset and metrics."""
-    from dcgan.run.card import evaluations
-    from dcgan.run.rundir import read_config
-
     lines = ["---", "library_name: dcgan", f"tags: [{', '.join(TAGS)}]"]
     lines.append("pipeline_tag: unconditional-image-generation")
     if run is not None:

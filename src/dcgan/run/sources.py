@@ -59,9 +59,7 @@ def load_sampler(source: str | Path) -> Sampler:
     source = Path(source)
     if source.suffix == ".pt":
         return checkpoint_generator(source)
-    if not source.is_dir():
-        return _export_sampler(source)
-    if is_hub_folder(source):
+    if not source.is_dir() or is_hub_folder(source):
         return _export_sampler(source)
     latest = latest_checkpoint(source)
     if not (source / EXPORT_NAME).is_file():

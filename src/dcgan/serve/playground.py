@@ -40,6 +40,7 @@ class Playground:
     def __init__(self, sampler: Sampler, source: str, device: torch.device) -> None:
         self.generator = sampler.generator.to(device).eval()
         self.dist, self.class_names = sampler.z_dist, sampler.class_names
+        self.method = latent.resolve_method(None, self.dist)  # the path a slider takes
         self.source = source
         self._strips: OrderedDict[tuple, torch.Tensor] = OrderedDict()
 
@@ -56,7 +57,7 @@ class Playground:
             "channels": cfg.channels,
             "nz": cfg.nz,
             "z_dist": self.dist,
-            "method": latent.resolve_method(None, self.dist),
+            "method": self.method,
             "conditional": bool(cfg.conditional),
             "num_classes": cfg.num_classes if cfg.conditional else 0,
             "class_names": list(self.class_names),

@@ -102,7 +102,7 @@ def answer(play: Playground, path: str, query: Query) -> Picture:
         raise BadRequest(f"steps: {steps} must be at least 2 (both ends)")
     k = query.integer("k", steps - 1)
     if path == "/api/interpolate":
-        method = query.text("method", play.info()["method"])
+        method = query.text("method", play.method)
         if method not in ("slerp", "lerp"):
             raise BadRequest("method: slerp or lerp")
         a, b = query.integer("a", MAX_INDEX), query.integer("b", MAX_INDEX)
