@@ -8,11 +8,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from conftest import ThumbnailFeatures, tiny_flags
 from dcgan.cli import main
+from dcgan.config import DataConfig
+from dcgan.data import open_images
 from dcgan.evaluation import features
-from dcgan.evaluation.conditional import classifier_accuracy, intra_fid
+from dcgan.evaluation.conditional import class_diversity, classifier_accuracy, intra_fid
 from dcgan.evaluation.metrics import feature_stats, fid, fid_of_samples
 
 
@@ -61,13 +64,30 @@ def test_intra_fid_scores_each_class_against_its_own() -> None:
     assert all(v > 10 for v in swapped.values())
 
 
+def test_diversity_tells_real_digits_from_a_collapsed_generator() -> None:
+    digits = open_images(DataConfig(dataset="mnist-sample"), 32, 1, "all", labels=True)
+    feats = ThumbnailFeatures()(digits.tensor())
+    labels = digits.take_labels(torch.arange(len(digits))).numpy()
+    real = (feats[0::2], labels[0::2])  # the set is sorted by class: alternate rows
+    other_real = (feats[1::2], labels[1::2])  # other digits of every class
+    # one image per class, repeated: the first real digit of each class, as often as real ones
+    first = {c: np.flatnonzero(labels == c)[0] for c in range(10)}
+    collapsed = (feats[[first[c] for c in other_real[1]]], other_real[1])
+    varied = class_diversity(real, other_real, 10)
+    copies = class_diversity(real, collapsed, 10)
+    assert set(varied) == set(copies) == set(range(10))
+    assert all(0.9 < v < 1.1 for v in varied.values())  # real against real: about 1
+    assert all(v == 0.0 for v in copies.values())  # near copies are a number: 0
+
+
 def test_evaluate_a_conditional_run_scores_classes(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(features, "InceptionFeatures", CountingFeatures)
     flags = tiny_flags(tmp_path, dataset="mnist-sample", holdout=500, batch_size=16)
     assert main(["train", *flags, "--conditional"]) == 0
     run = next((tmp_path / "runs").iterdir())
     out = tmp_path / "scores.json"
-    args = ["evaluate", str(run), "--num-samples", "200", "--metrics", "fid,ifid,accuracy"]
+    wanted = "fid,ifid,accuracy,diversity"
+    args = ["evaluate", str(run), "--num-samples", "200", "--metrics", wanted]
     CountingFeatures.images = 0
     assert main([*args, "--json", str(out)]) == 0
     assert CountingFeatures.images == 200 + 200  # the reference's features serve the classes too
@@ -75,7 +95,12 @@ def test_evaluate_a_conditional_run_scores_classes(tmp_path: Path, monkeypatch, 
     assert set(metrics["ifid_per_class"]) == {str(c) for c in range(10)}
     assert metrics["ifid"] == pytest.approx(np.mean(list(metrics["ifid_per_class"].values())))
     assert 0.0 <= metrics["accuracy"] <= 1.0 and metrics["real_accuracy"] > 0.5  # real digits
-    assert "ifid by class" in capsys.readouterr().out
+    assert set(metrics["diversity_per_class"]) == {str(c) for c in range(10)}
+    assert metrics["diversity"] == pytest.approx(
+        np.mean(list(metrics["diversity_per_class"].values())), abs=1e-4
+    )
+    shown = capsys.readouterr().out
+    assert "ifid by class" in shown and "diversity by class" in shown
 
 
 def test_class_metrics_of_an_unconditional_run_are_one_line(tmp_path: Path, capsys) -> None:

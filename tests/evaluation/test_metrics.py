@@ -114,3 +114,17 @@ def test_precision_recall_do_not_depend_on_the_block_size(monkeypatch) -> None:
     whole = precision_recall(real, fake)
     monkeypatch.setattr(metrics, "DISTANCE_BLOCK", 7 * 300)  # 7 rows at a time, ragged end
     assert precision_recall(real, fake) == whole
+
+
+def test_mean_pairwise_distance_is_exact_and_blocks_do_not_change_it(monkeypatch) -> None:
+    from scipy.spatial.distance import pdist
+
+    assert metrics.mean_pairwise_distance(np.array([[0.0, 0.0], [3.0, 4.0]])) == 5.0
+    assert metrics.mean_pairwise_distance(np.ones((50, 7))) == 0.0  # copies: exactly 0
+    feats = np.random.default_rng(3).normal(size=(101, 6))
+    whole = metrics.mean_pairwise_distance(feats)
+    assert whole == pytest.approx(pdist(feats).mean(), rel=1e-12)
+    monkeypatch.setattr(metrics, "DISTANCE_BLOCK", 7 * 101)  # blocks of 7 rows
+    assert metrics.mean_pairwise_distance(feats) == pytest.approx(whole, rel=1e-12)
+    with pytest.raises(ValueError, match="N >= 2"):
+        metrics.mean_pairwise_distance(feats[:1])

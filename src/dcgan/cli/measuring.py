@@ -27,8 +27,10 @@ def evaluate_arguments(e: argparse.ArgumentParser) -> None:
     e.add_argument(
         "--metrics",
         default="fid,kid,pr",
-        help="comma-separated: fid,kid,pr; conditional models also ifid (FID within each class) "
-        "and accuracy (a classifier fitted on real labelled images names the generated class)",
+        help="comma-separated: fid,kid,pr; conditional models also ifid (FID within each class), "
+        "accuracy (a classifier fitted on real labelled images names the generated class) and "
+        "diversity (within each class, generated images' mean pairwise feature distance over "
+        "the real images': 1 as varied as real, near 0 near copies)",
     )
     e.add_argument("--ref-stats", type=Path, help="reference file from `dcgan ref-stats`")
     e.add_argument("--json", type=Path, help="also write the results to this file")

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pooch
 import requests
-from tqdm import tqdm
 
 from dcgan.errors import DataError
+from dcgan.progress import bar as progress_bar
 
 # Generous, because the official hosts are slow; it bounds each read, not the whole download.
 TIMEOUT_S = 60
@@ -229,7 +229,9 @@ class _Downloader:
 
     def __call__(self, url: str, output_file: str, pooch_obj: object) -> None:
         """Download `url` to `output_file` (pooch's temporary file), then hash it."""
-        bar = _Bar(desc=self.entry.name, unit="B", unit_scale=True) if self.progress else None
+        bar = (
+            progress_bar(desc=self.entry.name, unit="B", unit_scale=True) if self.progress else None
+        )
         try:
             http = pooch.HTTPDownloader(
                 progressbar=bar or False, chunk_size=CHUNK_BYTES, timeout=TIMEOUT_S
@@ -241,14 +243,6 @@ class _Downloader:
                 bar.close()
         algorithm = pooch.hashes.hash_algorithm(self.entry.known_hash)
         self.actual_hash = f"{algorithm}:{pooch.file_hash(output_file, alg=algorithm)}"
-
-
-class _Bar(tqdm):
-    """A tqdm bar that is always truthy: pooch tests `if progressbar:` before it sets the
-    total, and a plain tqdm with no total refuses bool()."""
-
-    def __bool__(self) -> bool:
-        return True
 
 
 def _reason(exc: requests.RequestException) -> str:

@@ -7,11 +7,14 @@
   Inception features, its penalty chosen on a validation part) labels generated class c as c
   how often, beside its accuracy on real images it was not fitted on: the generator cannot be
   judged more legible than the classifier's own ceiling.
+- `diversity`: within each class, the mean distance between two generated images' features
+  over the same figure for the real images of that class, and the mean of that ratio over the
+  classes. 1 is as varied as the real class; near copies score near 0.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -19,10 +22,9 @@ from threadpoolctl import threadpool_limits
 from dcgan.config import DataConfig
 from dcgan.data import open_images
 from dcgan.evaluation.linear_probe import C_GRID, fit_grid
-from dcgan.evaluation.metrics import fid_of_samples
+from dcgan.evaluation.metrics import fid_of_samples, mean_pairwise_distance
 from dcgan.evaluation.reference import reference_part, reference_rows
 
-CLASS_METRICS = ("ifid", "accuracy")
 # The real labelled images: half fit the classifier (its penalty chosen on a quarter of that
 # half, then refitted on all of it), half measure it.
 FIT_FRACTION, VALIDATION_FRACTION = 0.5, 0.25
@@ -38,33 +40,37 @@ def reference_labels(
     return images.take_labels(reference_rows(len(images), count)).numpy()
 
 
-def class_scores(
-    metrics: tuple[str, ...],
-    real: tuple[np.ndarray, np.ndarray],
-    fake: tuple[np.ndarray, np.ndarray],
-    num_classes: int,
-) -> dict[str, Any]:
-    """The requested class metrics of generated (features, classes) against real ones."""
-    out: dict[str, Any] = {}
-    if "ifid" in metrics:
-        per_class = intra_fid(real, fake, num_classes)
-        out["ifid"] = float(np.mean(list(per_class.values())))
-        out["ifid_per_class"] = per_class
-    if "accuracy" in metrics:
-        out.update(classifier_accuracy(real, fake))
-    return out
-
-
 def intra_fid(
     real: tuple[np.ndarray, np.ndarray], fake: tuple[np.ndarray, np.ndarray], num_classes: int
 ) -> dict[int, float]:
-    """{class: FID of its generated images against its real ones} for classes with at least
-    two images on both sides (a covariance needs two)."""
+    """{class: FID of its generated images against its real ones}."""
+    return per_class(real, fake, num_classes, fid_of_samples)
+
+
+def class_diversity(
+    real: tuple[np.ndarray, np.ndarray], fake: tuple[np.ndarray, np.ndarray], num_classes: int
+) -> dict[int, float]:
+    """{class: mean pairwise distance of its generated features / that of its real ones}."""
+    return per_class(real, fake, num_classes, _spread_ratio)
+
+
+def _spread_ratio(fake: np.ndarray, real: np.ndarray) -> float:
+    return mean_pairwise_distance(fake) / mean_pairwise_distance(real)
+
+
+def per_class(
+    real: tuple[np.ndarray, np.ndarray],
+    fake: tuple[np.ndarray, np.ndarray],
+    num_classes: int,
+    score: Callable[[np.ndarray, np.ndarray], float],
+) -> dict[int, float]:
+    """{class: score(its generated features, its real features)} for the classes with at least
+    two images on both sides (a covariance or a pair needs two)."""
     out = {}
     for c in range(num_classes):
         r, f = real[0][real[1] == c], fake[0][fake[1] == c]
         if len(r) >= 2 and len(f) >= 2:
-            out[c] = round(fid_of_samples(f, r), 4)
+            out[c] = round(score(f, r), 4)
     if not out:
         raise ValueError("no class has two real and two generated images; raise --num-samples")
     return out

@@ -19,17 +19,17 @@ from torch import nn
 from dcgan.config import Config, DataConfig
 from dcgan.errors import ConfigError, require_positive
 from dcgan.evaluation import features
-from dcgan.evaluation.conditional import CLASS_METRICS, class_scores, reference_labels
-from dcgan.evaluation.metrics import feature_stats, fid, kid, precision_recall
+from dcgan.evaluation.conditional import reference_labels
 from dcgan.evaluation.reference import (
     Reference,
     load_reference,
     real_images,
     reference_features,
 )
+from dcgan.evaluation.registry import CLASS_METRICS, METRICS, Features, scores
 from dcgan.sampling import balanced_labels, generate
 
-METRICS = ("fid", "kid", "pr", *CLASS_METRICS)
+DEFAULT_METRICS = ("fid", "kid", "pr")
 
 
 # ---------------------------------------------------------------------------- generated images
@@ -51,24 +51,9 @@ def fake_classes(generator: nn.Module, count: int) -> list[int] | None:
     return balanced_labels(count, cfg.num_classes) if getattr(cfg, "conditional", False) else None
 
 
-# ---------------------------------------------------------------------------- scores
+# ---------------------------------------------------------------------------- counts
 
 
-def scores(ref: Reference, feats: np.ndarray, metrics: tuple[str, ...], seed: int) -> dict:
-    """Each requested metric of generated `feats` (N, 2048) against the reference."""
-    out: dict[str, float] = {}
-    if "fid" in metrics:
-        out["fid"] = fid(*feature_stats(feats), ref.mu, ref.sigma)
-    if "kid" in metrics:
-        out["kid_mean"], out["kid_std"] = kid(ref.feats, feats, seed=seed)
-    if "pr" in metrics:
-        out["precision"], out["recall"] = precision_recall(ref.feats, feats, k=3)
-    return out
-
-
-# The fewest images of each set a metric is defined for: a covariance needs 2, KID's unbiased
-# estimate two subsets of 2, precision/recall more than k = 3 neighbours.
-MIN_IMAGES = {"fid": 2, "kid": 4, "pr": 4, "ifid": 2, "accuracy": 4}
 FEATURES = 2048
 
 
@@ -81,7 +66,7 @@ def check_counts(
     any image is generated: one line saying what N is needed."""
     for where, n in counts.items():
         for m in metrics:
-            if n < MIN_IMAGES[m]:
+            if n < METRICS[m].min_images:
                 fid_note = (
                     f"; a well-conditioned covariance of the {FEATURES} Inception features "
                     f"needs more images than features (N > {FEATURES}), and published FIDs use "
@@ -91,7 +76,7 @@ def check_counts(
                 )
                 raise ConfigError(
                     f"{where}: {n} images are too few for {m}, which needs at least "
-                    f"{MIN_IMAGES[m]}{fid_note}; {fix}"
+                    f"{METRICS[m].min_images}{fid_note}; {fix}"
                 )
 
 
@@ -109,7 +94,7 @@ def evaluate(
     ref: Reference,
     extractor,
     num_samples: int,
-    metrics: tuple[str, ...] = METRICS[:3],
+    metrics: tuple[str, ...] = DEFAULT_METRICS,
     seed: int = 0,
     labelled: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> dict[str, Any]:
@@ -124,12 +109,17 @@ def evaluate(
     feats = extractor(fake_images(generator, num_samples, seed, z_dist))
     if feats.shape[1:] != ref.feats.shape[1:]:
         raise ConfigError(f"{stale} ({ref.feats.shape[1]} features, not {feats.shape[1]})")
+    classes = fake_classes(generator, num_samples)
+    found = Features(
+        ref=ref,
+        fake=feats,
+        seed=seed,
+        fake_classes=None if classes is None else np.asarray(classes),
+        labelled=labelled,
+        num_classes=getattr(generator.cfg, "num_classes", 0),
+    )
     try:
-        values = scores(ref, feats, metrics, seed)
-        if labelled is not None:
-            fake = (feats, np.asarray(fake_classes(generator, num_samples)))
-            num_classes = generator.cfg.num_classes
-            values.update(class_scores(metrics, labelled, fake, num_classes))
+        values = scores(metrics, found)
     except ValueError as e:  # an FID whose covariances are too ill-conditioned for a square root
         raise ConfigError(f"--num-samples: {' '.join(str(e).split())}") from None
     return {
@@ -150,7 +140,7 @@ class Request:
     images the run held out, else its training images), or against the statistics file
     `ref_stats`."""
 
-    metrics: tuple[str, ...] = METRICS[:3]
+    metrics: tuple[str, ...] = DEFAULT_METRICS
     num_samples: int = 1000
     num_real: int | None = None
     reference: str = "auto"
@@ -223,9 +213,13 @@ def format_table(record: dict[str, Any]) -> str:
     lines += [
         f"{k:12} {_shown(v)}" for k, v in record["metrics"].items() if not isinstance(v, dict)
     ]
-    per_class = record["metrics"].get("ifid_per_class")
-    if per_class:
-        lines.append("ifid by class " + ", ".join(f"{c}: {v:.1f}" for c, v in per_class.items()))
+    for key, per_class in record["metrics"].items():
+        if isinstance(per_class, dict):  # a class metric's values by class
+            name = key.removesuffix("_per_class")
+            shown = ", ".join(
+                f"{c}: {v:.{1 if name == 'ifid' else 2}f}" for c, v in per_class.items()
+            )
+            lines.append(f"{name} by class {shown}")
     lines.append(
         f"N {record['num_samples']} generated (seed {record['seed']}) vs {ref['count']} "
         f"real from {ref['dataset']}; Inception {record['feature_network_sha256'][:12]}, "
@@ -252,4 +246,4 @@ class FIDTracker:
     def __call__(self, generator: nn.Module) -> float:
         """FID of images 0..N-1 of the run seed."""
         feats = self.extractor(fake_images(generator, self.num, self.seed, self.z_dist))
-        return float(scores(self.ref, feats, ("fid",), self.seed)["fid"])
+        return float(scores(("fid",), Features(self.ref, feats))["fid"])

@@ -4,6 +4,8 @@
 - KID: unbiased MMD^2 with the cubic polynomial kernel, over random subsets (Bińkowski et al.
   2018), reported as mean and standard deviation over the subsets.
 - Precision and recall: k-NN manifold estimates (Kynkäänniemi et al. 2019).
+- Spread: the mean distance between two different images of a set, the figure the diversity
+  ratio compares between generated and real images.
 """
 
 from __future__ import annotations
@@ -162,3 +164,18 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[fl
     precision = coverage(fake, real, knn_radii(real, k))
     recall = coverage(real, fake, knn_radii(fake, k))
     return precision, recall
+
+
+def mean_pairwise_distance(feats: np.ndarray) -> float:
+    """Mean Euclidean distance between two different rows of feats (N >= 2, D): 0 for N copies
+    of one image, larger the more the rows differ."""
+    feats = np.asarray(feats, np.float64)
+    if feats.ndim != 2 or len(feats) < 2:
+        raise ValueError(f"mean_pairwise_distance needs (N >= 2, D) features, got {feats.shape}")
+    n, total = len(feats), 0.0
+    for rows in _row_slices(n, n):
+        d = np.sqrt(_pairwise_sq(feats[rows], feats))
+        local = np.arange(len(d))
+        d[local, local + rows.start] = 0.0  # a row's distance to itself, exactly (not rounding)
+        total += float(d.sum())
+    return total / (n * (n - 1))
