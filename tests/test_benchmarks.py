@@ -75,6 +75,49 @@ def test_emoji_extraction_takes_only_the_sets_pngs(tmp_path: Path) -> None:
     assert not any(p.name.startswith(".") for p in (tmp_path / "data").iterdir())
 
 
+def test_emoji_by_category_sorts_each_image_and_its_variants_into_its_category(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    emoji = [
+        {"image": "1f600.png", "category": "Smileys & Emotion", "has_img_twitter": True},
+        {
+            "image": "1f44d.png",
+            "category": "Food & Drink",
+            "has_img_twitter": True,
+            "skin_variations": {"1F3FB": {"image": "1f44d-1f3fb.png", "has_img_twitter": True}},
+        },
+        {"image": "1f9d1.png", "category": "People & Body", "has_img_twitter": True},
+        {"image": "1f3fb.png", "category": "Component", "has_img_twitter": True},
+        {"image": "1f42c.png", "category": "Animals & Nature", "has_img_twitter": False},
+    ]
+    names = ["1f600", "1f44d", "1f44d-1f3fb", "1f9d1", "1f3fb", "1f42c"]
+    members = {f"img/twitter/64/{n}.png": _png((i * 40, 0, 0, 255)) for i, n in enumerate(names)}
+    members["emoji.json"] = json.dumps(emoji).encode()
+    tarball = _fake_tarball(tmp_path / "t.tgz", members)
+    root = tmp_path / "data"
+    EMOJI.main(
+        ["--sets", "twemoji", "--root", str(root), "--tarball", str(tarball), "--by-category"]
+    )
+    folder = root / "twemoji-64-categories"
+    found = sorted(str(p.relative_to(folder)) for p in folder.rglob("*.png"))
+    assert found == [
+        "food-drink/1f44d-1f3fb.png",  # a skin-tone variant goes with its emoji
+        "food-drink/1f44d.png",
+        "smileys-emotion/1f600.png",
+    ]  # People & Body and Component left out; an emoji this set does not draw too
+    assert (folder / "smileys-emotion" / "1f600.png").read_bytes() == members[
+        "img/twitter/64/1f600.png"
+    ]
+    assert not (root / "twemoji-64").exists()  # the flat set is another folder
+    del members["emoji.json"]
+    bare = _fake_tarball(tmp_path / "bare.tgz", members)
+    with pytest.raises(SystemExit, match=r"package/emoji\.json: missing"):
+        EMOJI.main(["--sets", "noto", "--root", str(root), "--tarball", str(bare), "--by-category"])
+    assert not (root / "noto-64-categories").exists()
+
+
 def test_emoji_script_says_what_to_do(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))  # no npm on it
     with pytest.raises(SystemExit) as stop:

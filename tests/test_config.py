@@ -29,17 +29,26 @@ def test_shipped_configs_resolve(path: Path) -> None:
     assert cfg.train.steps is not None and cfg.train.steps > 0
 
 
-def test_the_conditional_demo_is_the_demo_with_the_published_pairing() -> None:
-    """configs/demo-conditional.yaml: demo.yaml's recipe, conditioned by class-conditional
-    BatchNorm and a projection D with spectral normalisation (docs/conditional.md)."""
+@pytest.mark.parametrize(
+    ("plain", "conditional"),
+    [("demo.yaml", "demo-conditional.yaml"), ("folder-64.yaml", "folder-64-conditional.yaml")],
+)
+def test_a_conditional_recipe_is_its_recipe_with_the_published_pairing(
+    plain: str, conditional: str
+) -> None:
+    """The conditional recipes are their unconditional recipe, conditioned by class-conditional
+    BatchNorm and a projection D with spectral normalisation at 4x G's rate
+    (docs/conditional.md)."""
     configs = Path(__file__).resolve().parent.parent / "configs"
-    demo, cond = resolve(configs / "demo.yaml"), resolve(configs / "demo-conditional.yaml")
+    base, cond = resolve(configs / plain), resolve(configs / conditional)
     assert (cond.model.cond_g, cond.model.cond_d) == ("cbn", "projection")
     assert cond.model.conditional and cond.model.spectral_norm
     assert cond.train.lr_d == 4 * cond.train.lr_g
     same = ("loss", "steps", "batch_size", "ema", "augment", "augment_cutout")
-    assert all(getattr(cond.train, k) == getattr(demo.train, k) for k in same)
-    assert cond.data == demo.data and cond.model.mbstd_group == demo.model.mbstd_group
+    assert all(getattr(cond.train, k) == getattr(base.train, k) for k in same)
+    kept = ("image_size", "channels", "ngf", "ndf", "mbstd_group")
+    assert all(getattr(cond.model, k) == getattr(base.model, k) for k in kept)
+    assert cond.data.dataset == base.data.dataset
 
 
 def test_the_folder_recipe_is_64px_colour(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
