@@ -351,8 +351,22 @@ def test_flip_mirrors_about_half_and_is_seeded(tiny_config: Config) -> None:
     assert torch.equal(a[flipped], plain[flipped].flip(-1))
 
 
-def test_flip_trains(tiny_config: Config) -> None:
-    assert train(merge(tiny_config, {"flip": True, "steps": 2}, "t")).step == 2
+def test_flip_reaches_training_and_nothing_else(tiny_config: Config) -> None:
+    """Mirror-symmetric images: --flip changes no real batch, so it must change no weight (its
+    draws have their own stream). Lopsided images: it must change the weights."""
+    half = torch.randint(0, 256, (64, 1, 16, 8), generator=torch.Generator().manual_seed(0))
+    mirrored = torch.cat([half, half.flip(-1)], -1).to(torch.uint8)
+    lopsided = torch.cat([half, torch.zeros_like(half)], -1).to(torch.uint8)
+
+    def weights(images: torch.Tensor, flip: bool) -> list[torch.Tensor]:
+        result = train(merge(tiny_config, {"flip": flip, "steps": 2}, "t"), images)
+        return [p.detach().clone() for p in result.generator.parameters()]
+
+    def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
+        return all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+
+    assert same(weights(mirrored, True), weights(mirrored, False))
+    assert not same(weights(lopsided, True), weights(lopsided, False))
 
 
 def test_datasets_command_lists_names_and_presence(tmp_path: Path, capsys) -> None:

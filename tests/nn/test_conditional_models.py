@@ -135,16 +135,41 @@ def test_concat_and_projection_shapes() -> None:
     assert concat_dim(100) == 50
 
 
-def test_ema_copy_and_batchnorm_recalibration_style_reset() -> None:
+def test_batchnorm_recalibration_of_a_conditional_ema_averages_its_class_batches() -> None:
+    """recalibrate_batchnorm on a copy of a class-conditional G (as the moving average gets):
+    each BatchNorm's running statistics become the exact average of the statistics of the
+    batches it saw, which carried classes (the cBN G cannot run without them), and a second
+    call gives the same values."""
+    from dcgan.nn.ema import RECALIBRATION_BATCHES, recalibrate_batchnorm
+
     g = Generator(cond_cfg("cbn"))
     g(torch.randn(8, 16), labels_for(8))
     ema = copy.deepcopy(g).eval()
     norms = [m for m in ema.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    assert len(norms) == 2 and norms[0].num_batches_tracked == 1
-    for m in norms:
-        m.reset_running_stats()
-    with torch.no_grad():
-        assert ema(torch.randn(3, 16, 1, 1), torch.tensor([0, 5, 9])).shape == (3, 1, 16, 16)
+    seen: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {i: [] for i in range(len(norms))}
+
+    def record(i: int):
+        def hook(module, inputs) -> None:
+            x = inputs[0].detach().transpose(0, 1).flatten(1)  # (channels, everything else)
+            seen[i].append((x.mean(1), x.var(1, unbiased=True)))
+
+        return hook
+
+    handles = [m.register_forward_pre_hook(record(i)) for i, m in enumerate(norms)]
+    recalibrate_batchnorm(ema, 16, "normal", seed=5, num_classes=K)
+    for h in handles:
+        h.remove()
+    assert len(norms) == 2 and ema.training is False  # left as it was found
+    for i, m in enumerate(norms):
+        assert len(seen[i]) == RECALIBRATION_BATCHES
+        means, variances = (torch.stack(v).mean(0) for v in zip(*seen[i], strict=True))
+        assert torch.allclose(m.running_mean, means, atol=1e-6)
+        assert torch.allclose(m.running_var, variances, rtol=1e-5)
+    first = [m.running_mean.clone() for m in norms]
+    recalibrate_batchnorm(ema, 16, "normal", seed=5, num_classes=K)
+    assert all(torch.equal(a, m.running_mean) for a, m in zip(first, norms, strict=True))
+    with pytest.raises(ValueError, match="labels: none given"):
+        recalibrate_batchnorm(ema, 16, "normal", seed=5)  # without classes a cBN G cannot run
 
 
 # The unconditional models at this config and seed, computed before conditioning existed.
