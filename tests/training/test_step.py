@@ -1,4 +1,4 @@
-"""Each training trick observed doing what it says, in real training steps of tiny networks.
+"""training/step.py: each training trick observed doing what it says, in real steps of tiny nets.
 
 These tests would fail if a trick were silently ignored: they count optimiser steps, spy on what
 the step passes to the losses, networks and optimisers, and compare against hand computations.
