@@ -120,14 +120,10 @@ def find_idx(cfg: DataConfig) -> Found:
 
 # ---------------------------------------------------------------------------- CIFAR
 
-_CIFAR = {
-    "cifar10": ("cifar-10-python.tar.gz", "cifar-10-batches-py"),
-    "cifar100": ("cifar-100-python.tar.gz", "cifar-100-python"),
-}
-
 
 def find_cifar(cfg: DataConfig) -> Found:
-    tarball, folder = _CIFAR[cfg.dataset]
+    spec = official.CIFAR[cfg.dataset]  # the one place its archive's and folder's names live
+    tarball, folder = spec["archive"], spec["folder"]
     variant, split = cfg.dataset, cfg.split
     for d in search_dirs(cfg, cfg.dataset):
         source = d / folder if (d / folder).is_dir() else d / tarball
@@ -287,6 +283,12 @@ def find_npz(cfg: DataConfig) -> Found:
 
 # ---------------------------------------------------------------------------- the catalogue
 
+
+def _cifar_files(variant: str) -> str:
+    spec = official.CIFAR[variant]
+    return f"{spec['archive']} or {spec['folder']}/"
+
+
 _IDX = "train-images-idx3-ubyte.gz (test: t10k-images-idx3-ubyte.gz; gzipped or not)"
 
 CATALOGUE: dict[str, Dataset] = {
@@ -297,7 +299,7 @@ CATALOGUE: dict[str, Dataset] = {
         Dataset(
             "cifar10",
             "10 classes, 50k+10k 32x32 colour",
-            "cifar-10-python.tar.gz or cifar-10-batches-py/",
+            _cifar_files("cifar10"),
             find_cifar,
             True,
             True,
@@ -305,7 +307,7 @@ CATALOGUE: dict[str, Dataset] = {
         Dataset(
             "cifar100",
             "100 classes, 50k+10k 32x32 colour",
-            "cifar-100-python.tar.gz or cifar-100-python/",
+            _cifar_files("cifar100"),
             find_cifar,
             True,
             True,

@@ -20,6 +20,7 @@ from pathlib import Path
 import pooch
 import requests
 
+from dcgan.data.official import CIFAR
 from dcgan.errors import DataError
 from dcgan.progress import bar as progress_bar
 
@@ -72,10 +73,10 @@ REMOTE: dict[str, tuple[RemoteFile, ...]] = {
         _mirrored("extra_32x32.mat", "md5:a93ce644f1a588dc4d68dda5feec44a7", *_SVHN, optional=True),
     ),
     "cifar10": (
-        _mirrored("cifar-10-python.tar.gz", "md5:c58f30108f718f92721af3b95e74349a", *_CIFAR),
+        _mirrored(CIFAR["cifar10"]["archive"], "md5:c58f30108f718f92721af3b95e74349a", *_CIFAR),
     ),
     "cifar100": (
-        _mirrored("cifar-100-python.tar.gz", "md5:eb9058c3a382ffc7106e4002c42a8d85", *_CIFAR),
+        _mirrored(CIFAR["cifar100"]["archive"], "md5:eb9058c3a382ffc7106e4002c42a8d85", *_CIFAR),
     ),
 }
 
