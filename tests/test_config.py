@@ -25,7 +25,7 @@ def test_shipped_configs_resolve(path: Path) -> None:
     """`make demo` and friends read these: a misspelt key or a wrong type would stop them."""
     cfg = resolve(path, {})
     assert cfg.data.dataset in ("mnist-sample", "folder")
-    assert cfg.data.holdout == 1000  # FID on unseen images
+    assert cfg.data.holdout >= 300  # FID on unseen images (a fifth of a small folder at least)
     assert cfg.train.steps is not None and cfg.train.steps > 0
 
 

@@ -420,3 +420,66 @@ def test_flip_setting_reaches_the_real_batches(tiny_config: Config) -> None:
     flipping = RealBatches(data, with_settings(tiny_config, flip=True), CPU)
     flags = [f for n in range(3) for f in mirrored(plain(n), flipping(n))]
     assert 0 < sum(flags) < len(flags)
+
+
+# ---------------------------------------------------------------------------- R1
+
+
+def test_r1_penalty_is_the_mean_squared_input_gradient() -> None:
+    from dcgan.nn.losses import r1_penalty
+
+    w = torch.randn(3, 4, 4, requires_grad=True)
+    x = torch.randn(5, 3, 4, 4, requires_grad=True)
+    logits = (w * x.square() / 2).flatten(1).sum(1)  # dD/dx = w * x
+    penalty = r1_penalty(logits, x)
+    expected = (w * x).square().flatten(1).sum(1).mean()
+    assert penalty.item() == pytest.approx(expected.item(), rel=1e-6)
+    penalty.backward()  # the graph is kept: the penalty trains what made the logits
+    assert torch.allclose(w.grad, (2 * w * x.square()).mean(0).detach(), rtol=1e-5)
+
+
+def test_r1_applies_every_r1_every_steps_with_its_weight(
+    tiny_config: Config, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The penalty enters D's loss on steps 0, 3, 6 (every 3), weighted gamma / 2 x 3: at step
+    0 D's loss is the loss of the same D on the same batch without R1, plus 6 x the penalty."""
+    from dcgan.training import step as step_module
+
+    real_penalty, real_optimise = step_module.r1_penalty, step_module.optimise
+
+    def d_losses(cfg: Config, steps: int) -> tuple[list[torch.Tensor], list[tuple]]:
+        state, reals = setup(cfg)
+        losses, penalties = [], []
+
+        def penalty(logits: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+            assert inputs.requires_grad and inputs.shape == (8, 1, 16, 16)
+            value = real_penalty(logits, inputs)
+            penalties.append((state.step, value.detach()))
+            return value
+
+        def optimise(loss, opt, model, scaler, max_norm):
+            if model is state.discriminator:
+                losses.append(loss.detach())
+            return real_optimise(loss, opt, model, scaler, max_norm)
+
+        monkeypatch.setattr(step_module, "r1_penalty", penalty)
+        monkeypatch.setattr(step_module, "optimise", optimise)
+        for _ in range(steps):
+            train_step(state, reals, LOSSES["hinge"], FP32, cfg)
+        return losses, penalties
+
+    cfg = with_settings(tiny_config, r1_gamma=4.0, r1_every=3, steps=7, loss="hinge")
+    on, penalties = d_losses(cfg, 7)
+    assert [step for step, _ in penalties] == [0, 3, 6]
+    off, none = d_losses(with_settings(cfg, r1_gamma=0.0), 1)
+    assert none == [] and penalties[0][1] > 0
+    assert on[0].item() == pytest.approx((off[0] + 6.0 * penalties[0][1]).item(), rel=1e-5)
+
+
+def test_r1_is_refused_under_torchrun(tiny_config: Config) -> None:
+    from dcgan.errors import ConfigError
+    from dcgan.training.distributed import Processes
+
+    cfg = with_settings(tiny_config, r1_gamma=1.0)
+    with pytest.raises(ConfigError, match=r"r1_gamma: 1\.0 is not supported under torchrun"):
+        build_state(cfg, CPU, procs=Processes(CPU, rank=0, world=2))

@@ -22,6 +22,7 @@ from dcgan.errors import ConfigError, require_positive, shown
 from dcgan.seeding import MAX_SEED
 
 MAX_MINUTES = 525_600.0  # a year: beyond it a typo, not a plan
+MAX_R1_GAMMA = 1e6  # papers use 0.01-100; beyond this a typo
 
 
 def validate(cfg: Config) -> Config:
@@ -59,6 +60,9 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"ema: {t.ema} must be in [0, 1) (0 turns the average off)")
     if not (math.isfinite(t.feature_matching) and t.feature_matching >= 0):
         raise ConfigError(f"feature_matching: {t.feature_matching} must be >= 0")
+    if not (math.isfinite(t.r1_gamma) and 0.0 <= t.r1_gamma <= MAX_R1_GAMMA):
+        raise ConfigError(f"r1_gamma: {t.r1_gamma} must be in [0, {MAX_R1_GAMMA}] (0: off)")
+    _positive(r1_every=t.r1_every)
     _choice("cond_g", m.cond_g, COND_G)
     _choice("cond_d", m.cond_d, COND_D)
     if m.num_classes < 0 or m.num_classes > MAX_CLASSES:

@@ -121,6 +121,12 @@ class TrainConfig:
     d_steps: int = setting(1, "D updates per step, each on its own real batch")
     real_label: float = setting(1.0, "target for real images; 0.9 is one-sided label smoothing")
     grad_clip: float | None = setting(None, "clip each network's gradient norm to this value")
+    r1_gamma: float = setting(
+        0.0, "R1: D's loss gains gamma/2 x |grad of D at its real images|^2 (0: off)"
+    )
+    r1_every: int = setting(
+        16, "R1 on every this many steps, scaled by it (lazy regularisation, as StyleGAN2)"
+    )
     z_dist: str = setting("normal", "normal or uniform")
     feature_matching: float = setting(
         0.0, "initial weight of the auxiliary feature-matching loss on D's features"

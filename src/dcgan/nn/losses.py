@@ -73,3 +73,11 @@ def feature_matching(real_feats: list[Tensor], fake_feats: list[Tensor]) -> Tens
     for r, f in zip(real_feats, fake_feats, strict=True):
         total = total + (r.detach().float().mean(0) - f.float().mean(0)).pow(2).mean()
     return total
+
+
+def r1_penalty(real_logits: Tensor, real_inputs: Tensor) -> Tensor:
+    """Mescheder et al. 2018: the mean over the batch of |d D(x) / d x|^2 at the real images
+    D saw, `real_inputs` (B, C, S, S) made with requires_grad; `real_logits` (B,) or (B, 1).
+    The graph is kept, so the penalty trains D."""
+    (grad,) = torch.autograd.grad(real_logits.float().sum(), real_inputs, create_graph=True)
+    return grad.float().square().flatten(1).sum(1).mean()

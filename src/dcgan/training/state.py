@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from dcgan.config import Config, augment_policies, to_dict
+from dcgan.errors import ConfigError
 from dcgan.nn.ema import make_ema, recalibrate_batchnorm
 from dcgan.nn.models import Discriminator, Generator
 from dcgan.run.checkpoint import Checkpoint
@@ -73,6 +74,11 @@ def build_state(
     """Fresh networks (paper init, seeded) or given ones, Adam optimisers and the preview noise;
     with `procs` of several processes, BatchNorm synced (--sync-bn) and G and D under DDP."""
     t, procs = cfg.train, procs or Processes(device)
+    if t.r1_gamma > 0 and procs.world > 1:  # DDP's gradient hooks do not see autograd.grad
+        raise ConfigError(
+            f"r1_gamma: {t.r1_gamma} is not supported under torchrun ({procs.world} processes) "
+            "yet; train on one process, or set --r1-gamma 0"
+        )
     torch.manual_seed(t.seed)
     if models is None:
         models = (Generator(cfg.model), Discriminator(cfg.model))

@@ -14,7 +14,7 @@ from torch import nn
 
 from dcgan.config import Config
 from dcgan.nn.ema import decay_at, update_ema
-from dcgan.nn.losses import GANLoss, feature_matching
+from dcgan.nn.losses import GANLoss, feature_matching, r1_penalty
 from dcgan.seeding import STREAM_FAKE_LABELS, sample_z, seed_for
 from dcgan.training.precision import Precision
 from dcgan.training.state import TrainState
@@ -185,15 +185,25 @@ def d_update(
     classes: Classes = UNCONDITIONAL,
 ) -> DUpdate:
     """One D step on a real batch (B, C, S, S) and G(z), z (B, nz), conditioned on `classes`
-    in a conditional run; augmentation calls `slot` and `slot + 1` of the step."""
+    in a conditional run; augmentation calls `slot` and `slot + 1` of the step. With
+    --r1-gamma, every `r1_every` steps D's loss gains the R1 penalty at the (augmented) reals."""
     state, t = updates.state, updates.cfg.train
+    r1 = t.r1_gamma > 0 and state.step % t.r1_every == 0
+    # R1 differentiates D twice: the plain module, as torch.compile'd graphs cannot
+    run_d = state.discriminator.forward_features if r1 else state.runners.d
     with updates.amp.autocast():
         fake = state.runners.g(z, classes.fake)
-        real_logits = state.runners.d(augmented(state, real, slot), classes.real)[0]
-        fake_logits = state.runners.d(augmented(state, fake.detach(), slot + 1), classes.fake)[0]
+        seen = augmented(state, real, slot)
+        if r1:
+            seen = seen.detach().requires_grad_(True)
+        real_logits = run_d(seen, classes.real)[0]
+        fake_logits = run_d(augmented(state, fake.detach(), slot + 1), classes.fake)[0]
     loss_real, loss_fake = updates.loss.d(real_logits, fake_logits, t.real_label)
+    loss = loss_real + loss_fake
+    if r1:  # lazy: every r1_every steps, weighted by it (StyleGAN2)
+        loss = loss + r1_penalty(real_logits, seen) * (t.r1_gamma / 2 * t.r1_every)
     scaler = state.scalers.d if state.scalers else None
-    optimise(loss_real + loss_fake, state.opt_d, state.discriminator, scaler, t.grad_clip)
+    optimise(loss, state.opt_d, state.discriminator, scaler, t.grad_clip)
     real_logits, fake_logits = real_logits.detach().float(), fake_logits.detach().float()
     return DUpdate(
         loss_real=loss_real.detach(),
