@@ -48,6 +48,7 @@ class Dataset:
     find: Callable[[DataConfig], Found]
     has_splits: bool = False
     downloadable: bool = False
+    labels: str = "never"  # "always" (the files carry them), "maybe" (when the files do)
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -294,8 +295,12 @@ _IDX = "train-images-idx3-ubyte.gz (test: t10k-images-idx3-ubyte.gz; gzipped or 
 CATALOGUE: dict[str, Dataset] = {
     d.name: d
     for d in (
-        Dataset("mnist", "handwritten digits, 60k+10k 28x28 grey", _IDX, find_idx, True, True),
-        Dataset("fashion-mnist", "clothing, 60k+10k 28x28 grey", _IDX, find_idx, True, True),
+        Dataset(
+            "mnist", "handwritten digits, 60k+10k 28x28 grey", _IDX, find_idx, True, True, "always"
+        ),
+        Dataset(
+            "fashion-mnist", "clothing, 60k+10k 28x28 grey", _IDX, find_idx, True, True, "always"
+        ),
         Dataset(
             "cifar10",
             "10 classes, 50k+10k 32x32 colour",
@@ -303,6 +308,7 @@ CATALOGUE: dict[str, Dataset] = {
             find_cifar,
             True,
             True,
+            "always",
         ),
         Dataset(
             "cifar100",
@@ -311,6 +317,7 @@ CATALOGUE: dict[str, Dataset] = {
             find_cifar,
             True,
             True,
+            "always",
         ),
         Dataset(
             "svhn",
@@ -319,6 +326,7 @@ CATALOGUE: dict[str, Dataset] = {
             find_svhn,
             True,
             True,
+            "always",
         ),
         Dataset(
             "celeba",
@@ -337,18 +345,21 @@ CATALOGUE: dict[str, Dataset] = {
             "any tree of images or a .zip (jpg png bmp webp gif tiff)",
             "--data-root pointing at the folder or .zip",
             find_folder,
+            labels="maybe",
         ),
         Dataset(
             "hdf5",
             "HDF5: per-id `image` entries + id.txt, or an `images` array",
             "--data-root pointing at data.hy (id.txt beside it) or a file with `images`",
             find_hdf5,
+            labels="maybe",
         ),
         Dataset(
             "npz",
             "NumPy images [N, H, W(, C)], uint8 or float",
             "--data-root pointing at a .npz or .npy file",
             find_npz,
+            labels="maybe",
         ),
     )
 }

@@ -20,12 +20,13 @@ import numpy as np
 from dcgan.config import DataConfig
 from dcgan.data import containers, official
 from dcgan.data.arrays import why
-from dcgan.data.catalogue import Found
+from dcgan.data.catalogue import CATALOGUE, Found
 from dcgan.errors import DataError
 
-LABELLED = ("mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar100", "svhn")
-# Labelled when their files carry labels; `fake` always is (random classes, for tests).
-MAYBE_LABELLED = ("folder", "npz", "hdf5")
+# The catalogue says which sets carry labels; the bundled sample does, and `fake` too (random
+# classes, for tests). The "maybe" ones are labelled when their files carry labels.
+LABELLED = ("mnist-sample", *(n for n, d in CATALOGUE.items() if d.labels == "always"))
+MAYBE_LABELLED = tuple(n for n, d in CATALOGUE.items() if d.labels == "maybe")
 DIGITS = tuple(str(i) for i in range(10))
 FASHION_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
