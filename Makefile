@@ -32,7 +32,8 @@ demo-conditional: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
-# Everything but the subprocess, kill and torchrun tests (marked slow): the edit-test loop.
+# The edit-test loop: every test but those marked slow (over about a second each: training
+# runs, resumes, subprocesses, torchrun, pages), under a minute on 2 cores. `make test` runs all.
 test-fast: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -m "not slow"
 

@@ -1,5 +1,6 @@
 from pathlib import Path
 
+import pytest
 import torch
 
 import dcgan
@@ -17,6 +18,7 @@ def _tiny(tmp_path: Path) -> DCGAN:
     )
 
 
+@pytest.mark.slow
 def test_train_save_load_generate(tmp_path: Path, capsys) -> None:
     gan = _tiny(tmp_path)
     assert "Generator" in gan.summary() and "Discriminator" in capsys.readouterr().out
@@ -52,6 +54,7 @@ def test_public_names() -> None:
         assert hasattr(dcgan, name)
 
 
+@pytest.mark.slow
 def test_evaluate_is_the_evaluate_commands_record(tmp_path: Path, monkeypatch) -> None:
     """`DCGAN.evaluate` and `dcgan evaluate` run one path: the same numbers for the same run,
     N and seed (a small stand-in for Inception keeps it fast)."""

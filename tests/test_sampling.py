@@ -86,6 +86,7 @@ def test_export_alone_and_checkpoint_give_the_same_images(
     assert grid.shape == (1, 2 * 16 + 3 * 2, 2 * 16 + 3 * 2)
 
 
+@pytest.mark.slow
 def test_preview_grid_matches_generate(trained_run: Path, tmp_path: Path) -> None:
     """The run's fixed noise is images 0..n-1 of its seed, so the final preview is reproducible."""
     main(
@@ -120,6 +121,7 @@ def test_seeds_are_mixed() -> None:
         (["--seed", "-1"], "--seed: -1 must be >= 0"),
     ],
 )
+@pytest.mark.slow
 def test_generate_rejects_bad_flags(
     trained_run: Path, tmp_path: Path, argv: list[str], fragment: str, capsys: pytest.CaptureFixture
 ) -> None:

@@ -79,6 +79,7 @@ def runs_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_each_run_is_found_with_its_state(runs_root: Path) -> None:
     rows = {r.run: r for r in list_runs(runs_root)}
     names = sorted(rows)

@@ -164,6 +164,7 @@ def good_folder(folder: Path, n: int) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_bad_files_are_skipped_and_listed(tmp_path: Path, tiny_config: Config) -> None:
     folder = good_folder(tmp_path / "pics", 300)
     write_bad_files(folder)
@@ -351,6 +352,7 @@ def test_flip_mirrors_about_half_and_is_seeded(tiny_config: Config) -> None:
     assert torch.equal(a[flipped], plain[flipped].flip(-1))
 
 
+@pytest.mark.slow
 def test_flip_reaches_training_and_nothing_else(tiny_config: Config) -> None:
     """Mirror-symmetric images: --flip changes no real batch, so it must change no weight (its
     draws have their own stream). Lopsided images: it must change the weights."""

@@ -57,6 +57,7 @@ def test_parts_are_disjoint_and_cover_the_dataset_by_bytes(dataset: str, holdout
         assert not in_train.keys() & in_held.keys()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("dataset", "holdout"), CASES)
 def test_split_does_not_depend_on_the_run_seed(
     tiny_config: Config, dataset: str, holdout: int

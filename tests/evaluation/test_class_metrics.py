@@ -80,6 +80,7 @@ def test_diversity_tells_real_digits_from_a_collapsed_generator() -> None:
     assert all(v == 0.0 for v in copies.values())  # near copies are a number: 0
 
 
+@pytest.mark.slow
 def test_evaluate_a_conditional_run_scores_classes(tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setattr(features, "InceptionFeatures", CountingFeatures)
     flags = tiny_flags(tmp_path, dataset="mnist-sample", holdout=500, batch_size=16)
@@ -103,6 +104,7 @@ def test_evaluate_a_conditional_run_scores_classes(tmp_path: Path, monkeypatch, 
     assert "ifid by class" in shown and "diversity by class" in shown
 
 
+@pytest.mark.slow
 def test_class_metrics_of_an_unconditional_run_are_one_line(tmp_path: Path, capsys) -> None:
     assert main(["train", *tiny_flags(tmp_path)]) == 0
     run = next((tmp_path / "runs").iterdir())
@@ -112,6 +114,7 @@ def test_class_metrics_of_an_unconditional_run_are_one_line(tmp_path: Path, caps
     assert "accuracy score a conditional model's classes" in err and "\n" not in err
 
 
+@pytest.mark.slow
 def test_the_probe_reads_a_projection_d_and_refuses_a_concat_one(tmp_path: Path, capsys) -> None:
     for cond_d in ("projection", "concat"):
         out = tmp_path / cond_d

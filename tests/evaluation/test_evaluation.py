@@ -111,6 +111,7 @@ def test_fake_images_do_not_depend_on_batch_size(tiny_config: Config) -> None:
     assert torch.equal(fake_images(g, 10, 1, "normal", 3), fake_images(g, 10, 1, "normal", 10))
 
 
+@pytest.mark.slow
 def test_training_records_fid_and_keeps_the_best(
     tiny_config: Config, tmp_path: Path, pixel_features
 ) -> None:
@@ -138,6 +139,7 @@ def test_training_records_fid_and_keeps_the_best(
     assert state.best_fid == pytest.approx(fids[-1]["best_fid"], abs=1e-3)
 
 
+@pytest.mark.slow
 def test_an_ill_conditioned_fid_during_training_names_the_flag(
     tiny_config: Config, tmp_path: Path, pixel_features, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -152,6 +154,7 @@ def test_an_ill_conditioned_fid_during_training_names_the_flag(
         train(merge(tiny_config, flat, "t"))
 
 
+@pytest.mark.slow
 def test_evaluate_cli_writes_json_and_metrics(
     tiny_config: Config, tmp_path: Path, pixel_features
 ) -> None:
@@ -167,6 +170,7 @@ def test_evaluate_cli_writes_json_and_metrics(
     assert logged[-1]["metrics"] == record["metrics"]
 
 
+@pytest.mark.slow
 def test_ref_stats_cli_and_reuse(tiny_config: Config, tmp_path: Path, pixel_features) -> None:
     stats = tmp_path / "ref.npz"
     argv = [
@@ -208,6 +212,7 @@ def test_ref_stats_cli_and_reuse(tiny_config: Config, tmp_path: Path, pixel_feat
         (["--reference", "holdout"], "kept no images out"),
     ],
 )
+@pytest.mark.slow
 def test_evaluate_cli_errors_are_one_line(
     tiny_config: Config, capsys, pixel_features, argv: list[str], message: str
 ) -> None:
@@ -217,6 +222,7 @@ def test_evaluate_cli_errors_are_one_line(
     assert message in err[-1]
 
 
+@pytest.mark.slow
 def test_export_without_a_run_needs_a_dataset(tiny_config: Config, tmp_path: Path, capsys) -> None:
     run = train(tiny_config).run_dir
     lone = tmp_path / "lone"
@@ -227,6 +233,7 @@ def test_export_without_a_run_needs_a_dataset(tiny_config: Config, tmp_path: Pat
     assert "--dataset: required" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_nearest_grid(tiny_config: Config, tmp_path: Path, pixel_features) -> None:
     run = train(merge(tiny_config, {"dataset": "mnist-sample"}, "t")).run_dir
     out = tmp_path / "near.png"

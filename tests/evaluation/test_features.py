@@ -90,6 +90,7 @@ def test_prepare_range_shape_and_layout() -> None:
     assert cl.is_contiguous(memory_format=torch.channels_last) and (cl == 0.9921875).all()
 
 
+@pytest.mark.slow
 def test_features_shape_and_grey_equals_replicated_rgb(extractor, digits, digit_feats) -> None:
     assert digit_feats.shape == (2 * HALF, FEATURE_DIM) and digit_feats.dtype == np.float64
     # the same prepared input, computed again: equal bits also show the extractor is deterministic
@@ -121,6 +122,7 @@ def test_fid_separates_real_halves_from_noise(digit_feats, noise_feats) -> None:
     assert fid_of(real_b, noise_feats) > 3 * real_vs_real
 
 
+@pytest.mark.slow
 def test_loading_hides_only_the_torchscript_deprecations() -> None:
     load_network.cache_clear()
     fast_network.cache_clear()
@@ -153,6 +155,7 @@ def test_rejects_images_that_are_not_uint8(extractor: InceptionFeatures) -> None
     assert extractor(np.zeros((0, 3, 28, 28), dtype=np.uint8)).shape == (0, FEATURE_DIM)
 
 
+@pytest.mark.slow
 def test_fid_ranks_an_untrained_generator_below_real_data(extractor, digit_feats) -> None:
     from dcgan.config import ModelConfig
     from dcgan.evaluation.evaluate import fake_images

@@ -35,6 +35,7 @@ def labels_for(batch: int, seed: int = 0) -> torch.Tensor:
     return torch.randint(0, K, (batch,), generator=torch.Generator().manual_seed(seed))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("cond_g", "cond_d"), PAIRS)
 @pytest.mark.parametrize("size", [16, 32])
 @pytest.mark.parametrize("channels", [1, 3])

@@ -7,6 +7,7 @@ from dcgan.nn.models import Discriminator, Generator, layer_table, minibatch_std
 SIZES = [16, 32, 64, 128, 256]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("channels", [1, 3])
 def test_shapes_for_every_size(size: int, channels: int) -> None:

@@ -6,6 +6,8 @@ import json
 import re
 from pathlib import Path
 
+import pytest
+
 from dcgan import DCGAN
 from dcgan.cli.common import report
 from dcgan.config import Config
@@ -22,6 +24,7 @@ EVALUATED = {
 }
 
 
+@pytest.mark.slow
 def test_card_holds_the_runs_figures(tiny_config: Config, tmp_path: Path) -> None:
     run = train(tiny_config).run_dir
     card = (run / "README.md").read_text()
@@ -59,6 +62,7 @@ def test_card_holds_the_runs_figures(tiny_config: Config, tmp_path: Path) -> Non
     assert (out / "generator-samples.png").read_bytes() == (run / grid).read_bytes()
 
 
+@pytest.mark.slow
 def test_card_survives_damaged_run_files(tiny_config: Config) -> None:
     run = train(tiny_config).run_dir
     (run / "config.yaml").write_text("model: [unclosed")

@@ -35,6 +35,7 @@ def same(a: list[torch.Tensor], b: list[torch.Tensor]) -> bool:
     return len(a) == len(b) == 6 and all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
+@pytest.mark.slow
 def test_save_pretrained_writes_the_hub_layout_and_loads_back(run: Path, tmp_path: Path) -> None:
     folder = tmp_path / "my-dcgan"
     DCGAN.load(run).save_pretrained(folder)
@@ -70,6 +71,7 @@ def test_without_huggingface_hub_local_folders_still_work(run: Path, tmp_path: P
     assert same(images(folder, tmp_path / "a"), images(run, tmp_path / "b"))
 
 
+@pytest.mark.slow
 def test_a_repo_id_loads_offline_from_the_local_hub_cache(run: Path, tmp_path: Path) -> None:
     """The cache as huggingface_hub lays it out after a download of USER/NAME at one commit;
     HF_HUB_OFFLINE=1, so nothing is fetched."""

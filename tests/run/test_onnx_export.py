@@ -44,6 +44,7 @@ def _run_onnx(path: Path, z: torch.Tensor, labels: torch.Tensor | None = None) -
     return torch.from_numpy(session.run(["images"], feed)[0])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("size", "channels"), [(16, 1), (16, 3), (32, 1), (32, 3)])
 def test_onnx_matches_pytorch(tmp_path: Path, size: int, channels: int) -> None:
     generator, source = _exported(tmp_path, image_size=size, channels=channels, nz=12)
@@ -72,6 +73,7 @@ def _conditional_ok() -> bool:
     return "conditional" in fields and "labels" in forward
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _conditional_ok(), reason="Generator takes no class labels yet")
 def test_conditional_onnx_takes_labels(tmp_path: Path) -> None:
     cfg = {"image_size": 16, "channels": 1, "nz": 8, "conditional": True, "num_classes": 3}
@@ -118,6 +120,7 @@ def test_cli_exports_a_run_checkpoint_and_safetensors(tmp_path: Path, capsys) ->
         (["export", "{tmp}/run/generator.safetensors", "--format", "safetensors"], "own export"),
     ],
 )
+@pytest.mark.slow
 def test_errors_are_one_line(tmp_path: Path, capsys, argv: list[str], expected: str) -> None:
     _exported(tmp_path / "run", image_size=16, channels=1, nz=8)
     code = main([a.format(tmp=tmp_path) for a in argv])
@@ -125,6 +128,7 @@ def test_errors_are_one_line(tmp_path: Path, capsys, argv: list[str], expected: 
     assert code == 2 and err.count("\n") == 1 and expected in err, err
 
 
+@pytest.mark.slow
 def test_missing_onnx_package_is_one_line(tmp_path: Path, capsys, monkeypatch) -> None:
     _exported(tmp_path / "run", image_size=16, channels=1, nz=8)
     real_import = builtins.__import__

@@ -44,6 +44,7 @@ def run(tiny_config: Config) -> Path:
     return run
 
 
+@pytest.mark.slow
 def test_report_holds_every_section_and_no_link_out(run: Path, capsys) -> None:
     assert main(["report", str(run)]) == 0
     assert "wrote" in capsys.readouterr().out
@@ -56,6 +57,7 @@ def test_report_holds_every_section_and_no_link_out(run: Path, capsys) -> None:
     assert 'class="note"' not in page
 
 
+@pytest.mark.slow
 def test_damaged_files_are_sections_not_tracebacks(run: Path) -> None:
     (run / "config.yaml").write_text("model: [unclosed")
     (run / "stats.jsonl").write_bytes(b'{"step": 1, "loss_g": 1.0}\nnot json\n{"step": 2}\n')
@@ -82,6 +84,7 @@ def test_out_must_be_html_so_no_run_file_is_overwritten(run: Path, capsys) -> No
     assert (run / "generator.safetensors").read_bytes() == before
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="no chromium binary")
 def test_report_renders_in_chromium(run: Path, tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ def _damage(run: Path) -> list[dict]:
     return records
 
 
+@pytest.mark.slow
 def test_damaged_stats_are_skipped_by_every_reader(
     tiny_config: Config, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:

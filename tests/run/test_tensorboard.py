@@ -34,6 +34,7 @@ def _image_steps(acc: EventAccumulator) -> list[int]:
     return [e.step for e in acc.Images("samples")]
 
 
+@pytest.mark.slow
 def test_a_run_logs_every_stats_field_its_grids_and_its_settings(tiny_config: Config) -> None:
     run = train(with_settings(tiny_config, tensorboard=True, steps=6)).run_dir
     acc, records = _events(run), read_stats(run)
@@ -72,6 +73,7 @@ def test_fid_is_logged_when_measured(tiny_config: Config, monkeypatch) -> None:
     assert acc.Scalars("final/best_fid")[-1].value == pytest.approx(5.0)
 
 
+@pytest.mark.slow
 def test_resume_from_an_earlier_step_shows_no_step_twice(tiny_config: Config) -> None:
     cfg = with_settings(tiny_config, tensorboard=True, steps=8, checkpoint_every=4)
     run = train(cfg).run_dir

@@ -54,6 +54,7 @@ def served(tmp_path: Path):
         proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_click_two_images_and_slide_shows_the_interpolate_commands_images(served, tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api")
     run, url = served

@@ -45,6 +45,7 @@ def test_the_cutout_fraction_sets_the_square_that_is_blanked() -> None:
     assert (blanked[0.25] <= blanked[0.5]).all()  # the same centres: the small square inside
 
 
+@pytest.mark.slow
 def test_the_cutout_fraction_reaches_training(tiny_config: Config) -> None:
     runs = [
         train(with_settings(tiny_config, deterministic=True, augment="cutout", augment_cutout=r))
@@ -78,6 +79,7 @@ def test_ada_signal_survives_a_checkpoint_exactly() -> None:
     assert again.count == 3 and torch.equal(again.total, ada.total)
 
 
+@pytest.mark.slow
 def test_training_with_ada_steers_p_by_rt_and_saves_them(tiny_config: Config) -> None:
     # batch 8, 2 steps between moves, 160 images from 0 to 1: each move is +-0.1
     flat = {"augment": "translation,cutout,color", "ada_target": 0.05, "ada_interval": 2}
@@ -101,6 +103,7 @@ def test_fixed_p_is_kept_and_checkpointed(tiny_config: Config) -> None:
     assert all(r["augment_p"] == 0.4 for r in read_stats(result.run_dir) if "loss_d" in r)
 
 
+@pytest.mark.slow
 def test_augmentation_changes_what_d_sees(tiny_config: Config) -> None:
     plain = train(with_settings(tiny_config, deterministic=True))
     augmented = train(with_settings(tiny_config, deterministic=True, augment="translation"))

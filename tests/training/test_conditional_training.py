@@ -36,6 +36,7 @@ def conditional(tiny_config: Config) -> Config:
     return with_settings(tiny_config, conditional=True, deterministic=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cond_g, cond_d", [("cbn", "projection"), ("concat", "concat")])
 def test_a_conditional_run_records_its_classes(conditional: Config, cond_g, cond_d) -> None:
     cfg = with_settings(conditional, cond_g=cond_g, cond_d=cond_d, augment="translation")
@@ -65,6 +66,7 @@ def test_an_unconditional_export_has_no_class_fields(tiny_config: Config) -> Non
     [{}, {"spectral_norm": True, "loss": "hinge", "mbstd_group": 4}],  # the second: the demo's
     ids=["defaults", "demo-conditional"],
 )
+@pytest.mark.slow
 def test_conditional_resume_is_bitwise(conditional: Config, recipe: dict) -> None:
     cfg = with_settings(conditional, steps=6, checkpoint_every=100, g_steps=2, **recipe)
     straight = train(cfg)
@@ -142,6 +144,7 @@ def test_conditional_on_an_unlabelled_dataset_is_one_line(tmp_path, capsys) -> N
         open_images(DataConfig(dataset="celeba", data_root=str(tmp_path)), 16, 1, labels=True)
 
 
+@pytest.mark.slow
 def test_generate_class_is_batch_size_independent(conditional: Config, tmp_path) -> None:
     run = train(conditional).run_dir
     outs = []

@@ -26,6 +26,7 @@ from dcgan.training.step import train_step
 CPU = torch.device("cpu")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["fp32", "bf16", "fp16"])
 def test_each_precision_trains_without_nan(tiny_config: Config, mode: str) -> None:
     result = train(with_settings(tiny_config, precision=mode, steps=6, loss="hinge"))
@@ -103,6 +104,7 @@ def reference_step(netG, netD, optG, optD, real, z) -> list[float]:
     return [errD_real.item(), errD_fake.item(), errG.item()]
 
 
+@pytest.mark.slow
 def test_fp32_step_matches_the_reference_loop(tiny_config: Config) -> None:
     cfg = with_settings(tiny_config, precision="fp32", ema=0.0, batch_size=16)
     state = build_state(cfg, CPU)

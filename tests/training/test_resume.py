@@ -29,6 +29,7 @@ from dcgan.training.state import build_state, restore
         {"r1_gamma": 5.0, "r1_every": 2, "augment": "translation", "loss": "hinge"},
     ],
 )
+@pytest.mark.slow
 def test_n_plus_n_equals_2n_bitwise(tiny_config: Config, tricks: dict) -> None:
     cfg = with_settings(tiny_config, deterministic=True, steps=6, checkpoint_every=100, **tricks)
     straight = train(cfg)
@@ -53,6 +54,7 @@ def test_n_plus_n_equals_2n_bitwise(tiny_config: Config, tricks: dict) -> None:
     assert a_stats[2] == b_stats[2] and a_stats[6] == b_stats[6]
 
 
+@pytest.mark.slow
 def test_resume_mid_decay_continues_the_schedule_bitwise(tiny_config: Config, tmp_path) -> None:
     # the schedule depends on the run's length, so the run is cut by going back to step 3
     cfg = with_settings(tiny_config, deterministic=True, steps=6, checkpoint_every=3, lr_decay=0.75)
@@ -87,6 +89,7 @@ def test_resume_refuses_a_changed_config(
     assert "train.loss: 'non-saturating' -> 'hinge'" in err and err.count("\n") == 1
 
 
+@pytest.mark.slow
 def test_resume_drops_stats_logged_after_the_checkpoint(tiny_config: Config) -> None:
     cfg = with_settings(tiny_config, checkpoint_every=2, log_every=1, steps=3)
     run = train(cfg).run_dir

@@ -32,6 +32,7 @@ def _same_weights(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_a_cut_latest_checkpoint_resumes_from_the_newest_kept_one_exactly(
     exact: Config, capsys: pytest.CaptureFixture
 ) -> None:
@@ -53,6 +54,7 @@ def test_a_cut_latest_checkpoint_resumes_from_the_newest_kept_one_exactly(
     assert _stats(run) == _stats(straight.run_dir)  # step 3's row was dropped with its steps
 
 
+@pytest.mark.slow
 def test_no_intact_checkpoint_is_one_line_saying_what_was_found(
     exact: Config, capsys: pytest.CaptureFixture
 ) -> None:
@@ -68,6 +70,7 @@ def test_no_intact_checkpoint_is_one_line_saying_what_was_found(
     assert "dcgan train --config" in err
 
 
+@pytest.mark.slow
 def test_a_missing_latest_checkpoint_also_falls_back(exact: Config) -> None:
     run = train(exact).run_dir
     latest_checkpoint(run).unlink()
@@ -75,6 +78,7 @@ def test_a_missing_latest_checkpoint_also_falls_back(exact: Config) -> None:
     assert "latest.pt does not exist; resumed from step-000004.pt" in (run / "log.txt").read_text()
 
 
+@pytest.mark.slow
 def test_from_step_continues_from_a_kept_checkpoint_exactly(
     exact: Config, capsys: pytest.CaptureFixture
 ) -> None:
@@ -97,6 +101,7 @@ def test_from_step_continues_from_a_kept_checkpoint_exactly(
         (["--from-step", "-1"], "--from-step: -1 needs --resume RUN and a step >= 0"),
     ],
 )
+@pytest.mark.slow
 def test_from_step_errors(
     exact: Config, capsys: pytest.CaptureFixture, argv: list[str], message: str
 ) -> None:
@@ -112,6 +117,7 @@ def test_from_step_needs_resume(capsys: pytest.CaptureFixture) -> None:
     assert "needs --resume RUN" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_damaged_kept_checkpoint_named_by_from_step_is_one_line(
     exact: Config, capsys: pytest.CaptureFixture
 ) -> None:
@@ -124,6 +130,7 @@ def test_a_damaged_kept_checkpoint_named_by_from_step_is_one_line(
     assert err.count("\n") == 1 and f"cannot load checkpoint {kept}" in err
 
 
+@pytest.mark.slow
 def test_a_damaged_config_yaml_is_rebuilt_from_the_checkpoint(
     exact: Config, capsys: pytest.CaptureFixture
 ) -> None:
@@ -138,6 +145,7 @@ def test_a_damaged_config_yaml_is_rebuilt_from_the_checkpoint(
     assert load_checkpoint(latest_checkpoint(run)).step == 5
 
 
+@pytest.mark.slow
 def test_a_config_yaml_that_disagrees_with_its_checkpoint_is_refused(
     exact: Config, capsys: pytest.CaptureFixture
 ) -> None:
@@ -151,6 +159,7 @@ def test_a_config_yaml_that_disagrees_with_its_checkpoint_is_refused(
     assert "train.lr is 0.0003 but" in err and "was trained with 0.0002; set it back" in err
 
 
+@pytest.mark.slow
 def test_a_latest_checkpoint_whose_settings_do_not_fit_its_weights_falls_back(
     exact: Config, capsys: pytest.CaptureFixture
 ) -> None:

@@ -145,6 +145,7 @@ def _all_checkpoints_finite(run: Path) -> None:
                 assert not value.is_floating_point() or torch.isfinite(value).all(), path
 
 
+@pytest.mark.slow
 def test_nan_stops_the_run_naming_step_and_network(tiny_config, monkeypatch, capsys) -> None:
     _inject_nan_once(monkeypatch, at_step=5)
     with pytest.raises(Diverged, match=r"at step 6: .*nan.*generator") as caught:
@@ -163,6 +164,7 @@ def test_nan_in_the_cli_is_one_line_and_exit_1(tmp_path: Path, monkeypatch, caps
     assert last.startswith("dcgan train: error: training diverged at step 4")
 
 
+@pytest.mark.slow
 def test_rollback_reloads_with_lower_lr_and_finishes(tiny_config, monkeypatch) -> None:
     _inject_nan_once(monkeypatch, at_step=5)
     result = train(with_settings(tiny_config, steps=8, on_nan="rollback"))
@@ -174,6 +176,7 @@ def test_rollback_reloads_with_lower_lr_and_finishes(tiny_config, monkeypatch) -
     assert "rolled back to step 4" in (result.run_dir / "log.txt").read_text()
 
 
+@pytest.mark.slow
 def test_rollback_lowers_the_decay_schedule_too(tiny_config, monkeypatch) -> None:
     _inject_nan_once(monkeypatch, at_step=5)
     cfg = with_settings(tiny_config, steps=8, on_nan="rollback", lr_decay=0.5, log_every=1)
@@ -186,6 +189,7 @@ def test_rollback_lowers_the_decay_schedule_too(tiny_config, monkeypatch) -> Non
     assert lr[8] == pytest.approx(base * 0.5 * 1 / 4)
 
 
+@pytest.mark.slow
 def test_rollbacks_are_limited(tiny_config, monkeypatch) -> None:
     real_step = loop.train_step
 
@@ -202,6 +206,7 @@ def test_rollbacks_are_limited(tiny_config, monkeypatch) -> None:
 # ---------------------------------------------------------------------------- writes
 
 
+@pytest.mark.slow
 def test_a_write_failing_half_way_keeps_the_previous_checkpoint(tiny_config, monkeypatch):
     real_write = checkpoint.atomic_write
 
@@ -224,6 +229,7 @@ def test_a_write_failing_half_way_keeps_the_previous_checkpoint(tiny_config, mon
     assert not list(run.rglob(".*.tmp"))
 
 
+@pytest.mark.slow
 def test_a_stats_line_cut_short_by_a_kill_is_dropped_on_resume(tiny_config) -> None:
     run = train(tiny_config).run_dir
     with (run / "stats.jsonl").open("a") as f:

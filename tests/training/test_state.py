@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 
+import pytest
 import torch
 
 from conftest import with_settings
@@ -34,6 +35,7 @@ def steps(cfg: Config, state, count: int) -> list[list[float]]:
     ]
 
 
+@pytest.mark.slow
 def test_a_state_restored_from_its_checkpoint_goes_on_as_the_original(tiny_config: Config) -> None:
     """Checkpoint after 2 steps, restore into a fresh state: the next 2 steps give the same
     statistics and weights, bit for bit (weights, Adam moments, EMA, step, every RNG)."""
@@ -64,6 +66,7 @@ def test_preview_layout_rows_of_classes_share_z_down_columns(tiny_config: Config
     assert columns == 2 and classes == [0, 0, 1, 1, 2, 2] and indices == [0, 1, 0, 1, 0, 1]
 
 
+@pytest.mark.slow
 def test_sampling_generator_recalibrates_the_average_once_a_step(
     tiny_config: Config, monkeypatch
 ) -> None:

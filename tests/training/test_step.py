@@ -62,6 +62,7 @@ def grad_norm(opt: torch.optim.Optimizer) -> float:
 # ---------------------------------------------------------------------------- g_steps / d_steps
 
 
+@pytest.mark.slow
 def test_d_steps_and_g_steps_count_optimiser_steps(
     tiny_config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -79,6 +80,7 @@ def test_d_steps_and_g_steps_count_optimiser_steps(
     assert state.images_seen == 2 * 2 * cfg.train.batch_size
 
 
+@pytest.mark.slow
 def test_each_d_update_gets_its_own_real_batch(
     tiny_config: Config, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -167,6 +169,7 @@ def test_real_label_is_the_target_of_the_real_loss(name: str) -> None:
         assert smoothed.item() == pytest.approx(bce.item(), abs=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("real_label", [0.9, 1.0])
 def test_d_update_passes_real_label_to_the_loss(tiny_config: Config, real_label: float) -> None:
     cfg = with_settings(tiny_config, real_label=real_label, d_steps=2)
@@ -198,6 +201,7 @@ def huge(loss: GANLoss, factor: float = 1e4) -> GANLoss:
     return GANLoss(d, lambda fake: loss.g(fake) * factor)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("g_steps", [1, 2])
 def test_grad_clip_bounds_the_norm_each_optimiser_step_sees(
     tiny_config: Config, monkeypatch: pytest.MonkeyPatch, g_steps: int
@@ -233,6 +237,7 @@ def test_sample_z_distributions() -> None:
     assert normal.std().item() == pytest.approx(1.0, rel=0.05)
 
 
+@pytest.mark.slow
 def test_training_noise_follows_z_dist(tiny_config: Config) -> None:
     fed: dict[str, list[torch.Tensor]] = {}
     for dist in ("uniform", "normal"):
@@ -333,6 +338,7 @@ def test_lr_scale_is_flat_then_a_straight_line_to_zero() -> None:
     assert lr_scale_at(1.0, 0, 4) == 1.0 and lr_scale_at(1.0, 3, 4) == 0.25
 
 
+@pytest.mark.slow
 def test_lr_decay_reaches_both_optimisers(tiny_config: Config) -> None:
     cfg = with_settings(tiny_config, steps=8, lr_decay=0.5, log_every=1, lr_d=1e-3)
     rows = [json.loads(x) for x in (train(cfg).run_dir / "stats.jsonl").read_text().splitlines()]

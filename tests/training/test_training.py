@@ -79,6 +79,7 @@ def test_epochs_define_the_length(tiny_config: Config) -> None:
     assert result.step == 8
 
 
+@pytest.mark.slow
 def test_checkpoint_is_plain_state(tiny_config: Config) -> None:
     run = train(tiny_config).run_dir
     state = torch.load(latest_checkpoint(run), weights_only=True)
@@ -103,6 +104,7 @@ def test_preview_does_not_touch_batchnorm_statistics(tiny_config: Config) -> Non
     assert state.generator.training
 
 
+@pytest.mark.slow
 def test_ema_follows_g_and_samples_come_from_it(tiny_config: Config) -> None:
     from dcgan.nn.ema import decay_at
 
@@ -158,6 +160,7 @@ TRICKS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("trick", sorted(TRICKS))
 def test_every_trick_trains(tiny_config: Config, trick: str) -> None:
     cfg = with_settings(tiny_config, **TRICKS[trick])
@@ -185,6 +188,7 @@ def test_feature_matching_weight_anneals_to_zero(tiny_config: Config) -> None:
     assert records[0]["loss_fm"] > 0
 
 
+@pytest.mark.slow
 def test_more_d_steps_consume_more_data(tiny_config: Config) -> None:
     run = train(with_settings(tiny_config, d_steps=3)).run_dir
     last = json.loads((run / "stats.jsonl").read_text().splitlines()[-1])

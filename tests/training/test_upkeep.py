@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from conftest import with_settings
@@ -26,6 +27,7 @@ def test_the_accumulator_gives_means_since_the_last_pop_through_its_reduce() -> 
     assert acc.count == 0 and acc.sums is None
 
 
+@pytest.mark.slow
 def test_stats_previews_and_checkpoints_come_when_due_and_all_at_the_end(
     tiny_config: Config,
 ) -> None:
