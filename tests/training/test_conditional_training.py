@@ -63,8 +63,12 @@ def test_an_unconditional_export_has_no_class_fields(tiny_config: Config) -> Non
 
 @pytest.mark.parametrize(
     "recipe",
-    [{}, {"spectral_norm": True, "loss": "hinge", "mbstd_group": 4}],  # the second: the demo's
-    ids=["defaults", "demo-conditional"],
+    [
+        {},  # spectral normalisation in D by default, for a projection D
+        {"spectral_norm": False},  # BatchNorm in D, asked for
+        {"spectral_norm": True, "loss": "hinge", "mbstd_group": 4},  # the demo's
+    ],
+    ids=["defaults", "batchnorm-d", "demo-conditional"],
 )
 @pytest.mark.slow
 def test_conditional_resume_is_bitwise(conditional: Config, recipe: dict) -> None:
@@ -77,6 +81,45 @@ def test_conditional_resume_is_bitwise(conditional: Config, recipe: dict) -> Non
     assert all(torch.equal(a[k], b[k]) for k in a)
     d_a, d_b = straight.discriminator.state_dict(), resumed.discriminator.state_dict()
     assert all(torch.equal(d_a[k], d_b[k]) for k in d_a)
+
+
+def test_a_projection_d_is_spectrally_normalised_unless_told_otherwise(
+    conditional: Config,
+) -> None:
+    """The published pairing by default: no BatchNorm in a conditional projection D, its convs
+    normalised; BatchNorm for a concat D, an unconditional D, or when asked for."""
+
+    def d_norms(cfg: Config) -> tuple[bool, bool]:
+        if cfg.model.conditional:
+            cfg = with_settings(cfg, num_classes=3)
+        d = build_state(cfg, CPU).discriminator
+        batch_norm = any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
+        spectral = any(hasattr(m, "weight_orig") for m in d.modules())
+        return batch_norm, spectral
+
+    assert conditional.model.spectral_norm is None  # unset: the pairing decides
+    assert d_norms(conditional) == (False, True)
+    assert d_norms(with_settings(conditional, spectral_norm=False)) == (True, False)
+    assert d_norms(with_settings(conditional, cond_d="concat")) == (True, False)
+    assert d_norms(with_settings(conditional, conditional=False)) == (True, False)
+
+
+@pytest.mark.slow
+def test_a_run_saved_before_the_default_changed_keeps_its_batchnorm_d(
+    conditional: Config,
+) -> None:
+    """A conditional run whose config.yaml and checkpoint lack spectral_norm (saved before the
+    setting existed, when D had BatchNorm) resumes with that D, not today's default."""
+    half = train(with_settings(conditional, spectral_norm=False, steps=2))
+    config = half.run_dir / "config.yaml"
+    config.write_text(config.read_text().replace("  spectral_norm: false\n", ""))
+    latest = latest_checkpoint(half.run_dir)
+    saved = torch.load(latest, weights_only=True)
+    del saved["config"]["model"]["spectral_norm"]
+    torch.save(saved, latest)
+    resumed = train(with_settings(conditional, steps=4), resume=half.run_dir)
+    assert resumed.step == 4
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in resumed.discriminator.modules())
 
 
 def labelled_set(n: int = 64) -> ImageSet:

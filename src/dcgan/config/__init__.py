@@ -6,7 +6,15 @@ names the offending key and what would fix it. Import the names from here.
 """
 
 from dcgan.config.checks import augment_policies, validate
-from dcgan.config.loading import coerce, dump_yaml, from_dict, load_yaml, merge, resolve
+from dcgan.config.loading import (
+    coerce,
+    dump_yaml,
+    from_dict,
+    from_saved,
+    load_yaml,
+    merge,
+    resolve,
+)
 from dcgan.config.schema import (
     AUGMENT_POLICIES,
     BUILT_IN_DATASETS,
@@ -56,6 +64,7 @@ __all__ = [
     "diff",
     "dump_yaml",
     "from_dict",
+    "from_saved",
     "leaf_fields",
     "leaf_type",
     "load_yaml",

@@ -125,6 +125,21 @@ def from_dict(data: dict[str, Any], source: str = "config") -> Config:
     return validate(merge(Config(), data, source))
 
 
+# Settings whose default changed, and what a saved config that lacks them meant when it was
+# saved: D had BatchNorm before spectral_norm existed (its default is now "auto").
+SAVED_DEFAULTS = {"model": {"spectral_norm": False}}
+
+
+def from_saved(data: dict[str, Any], source: str = "saved config") -> Config:
+    """`from_dict` for a config a run saved (its config.yaml, a checkpoint's copy): a setting
+    it lacks gets the value it had when it was saved (SAVED_DEFAULTS), not today's default."""
+    filled = {
+        name: {**SAVED_DEFAULTS.get(name, {}), **section} if isinstance(section, dict) else section
+        for name, section in data.items()
+    }
+    return from_dict(filled, source)
+
+
 def dump_yaml(cfg: Config) -> str:
     return yaml.safe_dump(to_dict(cfg), sort_keys=False)
 

@@ -48,8 +48,11 @@ class ModelConfig:
         "D's minibatch standard deviation: one more 4x4 feature, the spread within groups of "
         "this many images (0: off; 4 is ProGAN's)",
     )
-    spectral_norm: bool = setting(
-        False, "spectral normalisation of D's layers (Miyato et al. 2018) in place of its BatchNorm"
+    spectral_norm: bool | None = setting(
+        None,
+        "spectral normalisation of D's layers (Miyato et al. 2018) in place of its BatchNorm "
+        "(default: on for a conditional model with a projection D, the pairing as published; "
+        "off otherwise)",
     )
     conditional: bool = setting(False, "class-conditional G and D, classes from the data's labels")
     cond_g: str = setting(
@@ -61,6 +64,15 @@ class ModelConfig:
     num_classes: int = setting(
         0, "classes of a conditional model (0: the dataset's count, recorded in the run)"
     )
+
+    @property
+    def d_spectral_norm(self) -> bool:
+        """Whether D is spectrally normalised: `spectral_norm`, or when unset (None) the
+        published pairing's choice, on for a conditional model with a projection D (with
+        BatchNorm there G ignored the class; docs/conditional.md)."""
+        if self.spectral_norm is not None:
+            return self.spectral_norm
+        return self.conditional and self.cond_d == "projection"
 
 
 @dataclass

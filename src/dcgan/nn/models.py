@@ -196,7 +196,7 @@ class Discriminator(nn.Module):
         projection = cfg.conditional and cfg.cond_d == "projection"
         self.embed = ClassEmbedding(cfg.num_classes, widths[-1]) if projection else None
         init_weights(self)
-        if cfg.spectral_norm:  # after the init, which it keeps as the weights to normalise
+        if cfg.d_spectral_norm:  # after the init, which it keeps as the weights to normalise
             for m in self.modules():
                 if isinstance(m, nn.Conv2d):
                     spectral_norm(m)
@@ -204,7 +204,7 @@ class Discriminator(nn.Module):
     def _block(self, w_in: int, w_out: int, batch_norm: bool) -> nn.Sequential:
         # The paper puts no BatchNorm on D's input layer; bias is redundant before BatchNorm.
         # Spectral normalisation bounds each layer's gain, the job BatchNorm did, so it replaces it.
-        batch_norm = batch_norm and not self.cfg.spectral_norm
+        batch_norm = batch_norm and not self.cfg.d_spectral_norm
         layers: list[nn.Module] = [Conv2d(w_in, w_out, 4, 2, 1, bias=not batch_norm)]
         if batch_norm:
             layers.append(nn.BatchNorm2d(w_out))

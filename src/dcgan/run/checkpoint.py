@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from safetensors.torch import load, save
 
-from dcgan.config import Z_DISTRIBUTIONS, ModelConfig, from_dict, model_dict
+from dcgan.config import Z_DISTRIBUTIONS, ModelConfig, from_dict, from_saved, model_dict
 from dcgan.errors import CheckpointError, ConfigError, brief, shown
 from dcgan.fsio import atomic_write, check_stored_zip
 from dcgan.nn.models import Discriminator, Generator
@@ -81,7 +81,7 @@ class Checkpoint:
     @property
     def model_config(self) -> ModelConfig:
         """The architecture the weights belong to."""
-        return from_dict({"model": self.config["model"]}, "checkpoint config").model
+        return from_saved({"model": self.config["model"]}, "checkpoint config").model
 
     @property
     def z_dist(self) -> str:

@@ -9,7 +9,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from dcgan.config import Config, dump_yaml, from_dict, load_yaml, sections
+from dcgan.config import Config, dump_yaml, from_saved, load_yaml, sections
 from dcgan.errors import ConfigError, Recovered, shown
 from dcgan.fsio import atomic_write
 
@@ -72,7 +72,7 @@ def read_config(run_dir: Path) -> Config:
     settings = load_yaml(path)
     if missing := [s for s in sections(Config()) if not isinstance(settings.get(s), dict)]:
         raise ConfigError(f"{path}: the run's {', '.join(missing)} settings are missing")
-    return from_dict(settings, str(path))
+    return from_saved(settings, str(path))
 
 
 def read_stats(run_dir: Path) -> list[dict[str, Any]]:

@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import NamedTuple
 
-from dcgan.config import Z_DISTRIBUTIONS, Config, from_dict
+from dcgan.config import Z_DISTRIBUTIONS, Config, from_saved
 from dcgan.errors import CheckpointError, ConfigError, Recovered, brief
 from dcgan.nn.models import Generator
 from dcgan.run.checkpoint import (
@@ -109,7 +109,7 @@ def read_run_config(run_dir: Path, repair: bool = False) -> Config:
         kept = kept_checkpoints(run_dir)
         for path in [latest_checkpoint(run_dir), *reversed(kept.values())]:
             try:
-                cfg = from_dict(load_checkpoint(path).config, f"{path} config")
+                cfg = from_saved(load_checkpoint(path).config, f"{path} config")
             except (CheckpointError, ConfigError):
                 continue
             if repair:

@@ -41,6 +41,9 @@ def resume_config(run_dir: Path, requested: Config) -> Config:
     if requested.model.conditional and not requested.model.num_classes:  # "the data's count"
         model = replace(requested.model, num_classes=saved.model.num_classes)
         requested = replace(requested, model=model)
+    if requested.model.spectral_norm is None:  # unset: what the run was trained with
+        model = replace(requested.model, spectral_norm=saved.model.spectral_norm)
+        requested = replace(requested, model=model)
     changed = locked_changes(to_dict(saved), to_dict(requested))
     if changed:
         shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changed)
