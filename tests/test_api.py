@@ -35,6 +35,7 @@ def test_train_save_load_generate(tmp_path: Path, capsys) -> None:
     assert [p.name for p in paths] == [f"{i:06d}.png" for i in range(5)]
 
 
+@pytest.mark.slow
 def test_train_by_dataset_name_and_epochs(tmp_path: Path) -> None:
     gan = _tiny(tmp_path)
     gan.config.train.batch_size = 128
@@ -42,6 +43,7 @@ def test_train_by_dataset_name_and_epochs(tmp_path: Path) -> None:
     assert result.step == 4
 
 
+@pytest.mark.slow
 def test_load_a_run_directory(tmp_path: Path) -> None:
     gan = _tiny(tmp_path)
     gan.train(steps=2)

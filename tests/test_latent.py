@@ -250,6 +250,7 @@ def gan(tmp_path_factory: pytest.TempPathFactory) -> DCGAN:
     return gan
 
 
+@pytest.mark.slow
 def test_api_interpolate_ends_are_generate_image(gan: DCGAN) -> None:
     images = gan.interpolate(3, 17, steps=5, seed=2)
     assert images.shape == (5, 1, 16, 16) and images.dtype == torch.float32

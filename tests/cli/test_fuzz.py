@@ -89,6 +89,7 @@ flag_values = (
 
 @FUZZ
 @given(st.lists(st.tuples(st.sampled_from(LEAVES), flag_values), min_size=1, max_size=3))
+@pytest.mark.slow
 def test_random_train_flags_dry_run_or_one_line_error(tmp_path_factory, flags) -> None:
     argv = ["train", "--dry-run", "--out", str(tmp_path_factory.mktemp("out"))]
     for name, value in flags:

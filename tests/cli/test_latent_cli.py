@@ -52,6 +52,7 @@ def _tile(sheet: torch.Tensor, row: int, col: int, cols: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("kind", ["run", "export", "checkpoint"])
+@pytest.mark.slow
 def test_interpolation_ends_are_the_generated_images(
     run: Path, generated: Path, tmp_path: Path, kind: str
 ) -> None:

@@ -38,6 +38,7 @@ def _pngs(directory: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.parametrize("name", ["generator.json", "generator.safetensors"])
+@pytest.mark.slow
 def test_a_cut_export_is_one_line_naming_it(copy: Path, tmp_path: Path, capsys, name) -> None:
     path = copy / name
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])

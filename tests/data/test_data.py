@@ -19,11 +19,13 @@ def test_mnist_sample_is_the_real_5000_digits() -> None:
 
 @pytest.mark.parametrize("size", [16, 32, 64])
 @pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.slow
 def test_mnist_sample_at_sizes_and_channels(size: int, channels: int) -> None:
     x = load_images(DataConfig(), size, channels)
     assert x.shape == (5000, channels, size, size) and x.dtype == torch.uint8
 
 
+@pytest.mark.slow
 def test_holdout_is_disjoint_and_stable() -> None:
     cfg = DataConfig(holdout=500)
     train, held = load_images(cfg, 16, 1, "train"), load_images(cfg, 16, 1, "holdout")

@@ -45,6 +45,7 @@ def test_parts_are_disjoint_and_cover_the_dataset_by_rows(dataset: str, holdout:
 
 
 @pytest.mark.parametrize(("dataset", "holdout"), CASES)
+@pytest.mark.slow
 def test_parts_are_disjoint_and_cover_the_dataset_by_bytes(dataset: str, holdout: int) -> None:
     full, train, held = parts(dataset, holdout)
     everything, in_train, in_held = (image_bytes(x.tensor()) for x in (full, train, held))
@@ -83,6 +84,7 @@ def test_holdout_is_a_shuffle_not_the_tail() -> None:
     assert torch.equal(train.rows, train.rows.sort().values)
 
 
+@pytest.mark.slow
 def test_a_larger_holdout_extends_a_smaller_one() -> None:
     """'the last N after a fixed shuffle': growing N only moves images out of training."""
     _, train_small, held_small = parts("mnist-sample", 100)

@@ -82,6 +82,7 @@ def test_reference_features_are_cached_as_npz(tmp_path: Path) -> None:
     assert first.identity["network_sha256"] == "0" * 64 and first.identity["count"] == 300
 
 
+@pytest.mark.slow
 def test_evaluate_is_repeatable_and_zero_for_the_reference_itself(tmp_path: Path) -> None:
     from dcgan.nn.models import Generator
 
@@ -257,6 +258,7 @@ def test_nearest_grid(tiny_config: Config, tmp_path: Path, pixel_features) -> No
         assert img.size == (cols * 16 + (cols + 1) * 2, rows * 16 + (rows + 1) * 2)
 
 
+@pytest.mark.slow
 def test_probe_cli_compares_trained_and_random_d(tiny_config: Config, tmp_path: Path) -> None:
     run = train(merge(tiny_config, {"dataset": "mnist-sample", "steps": 2}, "t")).run_dir
     out = tmp_path / "probe.json"

@@ -114,6 +114,7 @@ def fid_of(x: np.ndarray, y: np.ndarray) -> float:
     return fid(*feature_stats(x @ basis), *feature_stats(y @ basis))
 
 
+@pytest.mark.slow
 def test_fid_separates_real_halves_from_noise(digit_feats, noise_feats) -> None:
     real_a, real_b = digit_feats[:HALF], digit_feats[HALF:]
     real_vs_real = fid_of(real_a, real_b)

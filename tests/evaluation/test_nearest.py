@@ -77,6 +77,7 @@ def tile(grid: torch.Tensor, row: int, col: int) -> torch.Tensor:
 
 
 @pytest.mark.parametrize("dataset", ["fake", "mnist-sample"])
+@pytest.mark.slow
 def test_grid_rows_show_the_true_nearest_images(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, dataset: str
 ) -> None:

@@ -68,6 +68,7 @@ def test_shapes_and_one_training_step(cond_g, cond_d, size, channels) -> None:
 
 
 @pytest.mark.parametrize(("cond_g", "cond_d"), PAIRS)
+@pytest.mark.slow
 def test_gradients_reach_the_class_tables(cond_g, cond_d) -> None:
     cfg = cond_cfg(cond_g, cond_d)
     g, d = Generator(cfg), Discriminator(cfg)
@@ -85,6 +86,7 @@ def test_gradients_reach_the_class_tables(cond_g, cond_d) -> None:
 
 
 @pytest.mark.parametrize(("cond_g", "cond_d"), PAIRS)
+@pytest.mark.slow
 def test_labels_change_outputs_and_eval_mode_works(cond_g, cond_d) -> None:
     torch.manual_seed(0)
     cfg = cond_cfg(cond_g, cond_d)
@@ -136,6 +138,7 @@ def test_concat_and_projection_shapes() -> None:
     assert concat_dim(100) == 50
 
 
+@pytest.mark.slow
 def test_batchnorm_recalibration_of_a_conditional_ema_averages_its_class_batches() -> None:
     """recalibrate_batchnorm on a copy of a class-conditional G (as the moving average gets):
     each BatchNorm's running statistics become the exact average of the statistics of the

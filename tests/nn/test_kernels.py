@@ -109,6 +109,7 @@ def test_fp32_is_torchs_own_to_the_bit() -> None:
 
 
 @pytest.mark.parametrize(("size", "channels"), [(16, 1), (32, 3)])
+@pytest.mark.slow
 def test_whole_networks_match_torch_in_bf16(size: int, channels: int) -> None:
     cfg = ModelConfig(image_size=size, channels=channels, ngf=8, ndf=8, nz=8)
     torch.manual_seed(0)

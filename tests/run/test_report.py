@@ -77,6 +77,7 @@ def test_not_a_directory_is_one_line(tmp_path: Path, capsys) -> None:
     assert err.count("\n") == 1 and "RUN:" in err
 
 
+@pytest.mark.slow
 def test_out_must_be_html_so_no_run_file_is_overwritten(run: Path, capsys) -> None:
     before = (run / "generator.safetensors").read_bytes()
     assert main(["report", str(run), "--out", str(run / "generator.safetensors")]) == 2
@@ -108,6 +109,7 @@ def test_report_renders_in_chromium(run: Path, tmp_path: Path) -> None:
     assert (pixels < 64).mean() > 0.01  # dark sample grids were drawn
 
 
+@pytest.mark.slow
 def test_a_huge_picture_or_a_fifo_is_named_not_read(run: Path, tmp_path: Path) -> None:
     import os
 

@@ -53,6 +53,7 @@ def test_a_run_logs_every_stats_field_its_grids_and_its_settings(tiny_config: Co
     assert b"train.batch_size" in hparams["_hparams_/session_start_info"]
 
 
+@pytest.mark.slow
 def test_fid_is_logged_when_measured(tiny_config: Config, monkeypatch) -> None:
     # the Inception network is not what is tested here: a fake FID of the step
     from dcgan.training import start
@@ -88,6 +89,7 @@ def test_resume_from_an_earlier_step_shows_no_step_twice(tiny_config: Config) ->
     assert len(list((run / TENSORBOARD_DIR).glob("events.out.tfevents.*"))) == 2
 
 
+@pytest.mark.slow
 def test_resume_without_tensorboard_before_starts_its_log(tiny_config: Config) -> None:
     run = train(with_settings(tiny_config, steps=4)).run_dir
     assert not (run / TENSORBOARD_DIR).exists()
@@ -95,6 +97,7 @@ def test_resume_without_tensorboard_before_starts_its_log(tiny_config: Config) -
     assert _steps(_events(run), "loss/loss_g") == [6]
 
 
+@pytest.mark.slow
 def test_a_rollback_drops_the_steps_it_redoes(tiny_config: Config, monkeypatch) -> None:
     real_step = loop.train_step
 

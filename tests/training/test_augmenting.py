@@ -96,6 +96,7 @@ def test_training_with_ada_steers_p_by_rt_and_saves_them(tiny_config: Config) ->
     assert (result.run_dir / "losses.png").is_file()
 
 
+@pytest.mark.slow
 def test_fixed_p_is_kept_and_checkpointed(tiny_config: Config) -> None:
     result = train(with_settings(tiny_config, augment="cutout", augment_p=0.4))
     saved = load_checkpoint(latest_checkpoint(result.run_dir))

@@ -209,6 +209,7 @@ def _ends(sheet: torch.Tensor, cols: int, side: int = 16) -> tuple[torch.Tensor,
     return tuple(sheet[2 : 2 + side, x : x + side] for x in left)
 
 
+@pytest.mark.slow
 def test_latent_commands_take_a_class(conditional: Config, tmp_path, capsys) -> None:
     run = train(conditional).run_dir
     gen = tmp_path / "gen"
@@ -232,6 +233,7 @@ def test_latent_commands_take_a_class(conditional: Config, tmp_path, capsys) -> 
     assert "not a class" in capsys.readouterr().err  # a blend is for interpolate only
 
 
+@pytest.mark.slow
 def test_api_latent_functions_take_a_label(tmp_path) -> None:
     data = labelled_set()
     gan = DCGAN(image_size=16, ngf=8, ndf=8, nz=16, conditional=True, out=str(tmp_path))

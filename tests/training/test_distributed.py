@@ -323,6 +323,7 @@ def test_torchrun_variables_without_torchrun_are_refused_at_once(
     assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_a_store_that_does_not_answer_is_named_in_seconds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
 ) -> None:

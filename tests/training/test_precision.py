@@ -58,6 +58,7 @@ def test_auto_picks_bf16_only_where_the_cpu_has_it(monkeypatch, flags, expected)
     assert resolve_precision("fp32", CPU) == "fp32"
 
 
+@pytest.mark.slow
 def test_auto_is_recorded_as_what_it_resolved_to(tiny_config: Config, monkeypatch) -> None:
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset({"avx2"}))
     run = train(with_settings(tiny_config, steps=2)).run_dir

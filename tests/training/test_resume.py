@@ -67,6 +67,7 @@ def test_resume_mid_decay_continues_the_schedule_bitwise(tiny_config: Config, tm
         assert all(torch.equal(w_a[k], w_b[k]) for k in w_a)
 
 
+@pytest.mark.slow
 def test_resume_through_the_cli(tmp_path: Path) -> None:
     assert main(["train", *tiny_flags(tmp_path, steps=2)]) == 0
     run = tmp_path / "runs" / "00000-fake-16"

@@ -157,6 +157,7 @@ def test_nan_stops_the_run_naming_step_and_network(tiny_config, monkeypatch, cap
     assert all(r["step"] <= 4 for r in read_stats(run))
 
 
+@pytest.mark.slow
 def test_nan_in_the_cli_is_one_line_and_exit_1(tmp_path: Path, monkeypatch, capsys) -> None:
     _inject_nan_once(monkeypatch, at_step=3)
     assert main(["train", *tiny_flags(tmp_path), "--steps", "8"]) == 1
@@ -257,6 +258,7 @@ class _Payload:
         return (Path.touch, (self.marker,))
 
 
+@pytest.mark.slow
 def test_a_checkpoint_carrying_code_is_refused_and_never_run(tiny_config, tmp_path, capsys):
     run = train(tiny_config).run_dir
     marker = tmp_path / "pwned"

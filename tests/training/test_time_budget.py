@@ -32,6 +32,7 @@ def test_budget_expires_after_its_minutes(minute_per_read: None) -> None:
     assert TimeBudget(0.0).expired() is None  # 0: no limit
 
 
+@pytest.mark.slow
 def test_out_of_time_ends_like_the_last_step_and_resume_is_exact(
     tiny_config: Config, minute_per_read: None
 ) -> None:

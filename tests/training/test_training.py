@@ -65,6 +65,7 @@ def test_run_directory_layout(tiny_config: Config) -> None:
     assert Image.open(run / "progress.gif").n_frames >= 2
 
 
+@pytest.mark.slow
 def test_runs_are_numbered_and_never_overwritten(tiny_config: Config) -> None:
     first = train(tiny_config).run_dir
     stamp = (first / "stats.jsonl").read_text()
@@ -73,6 +74,7 @@ def test_runs_are_numbered_and_never_overwritten(tiny_config: Config) -> None:
     assert (first / "stats.jsonl").read_text() == stamp
 
 
+@pytest.mark.slow
 def test_epochs_define_the_length(tiny_config: Config) -> None:
     cfg = with_settings(tiny_config, steps=None, epochs=2, batch_size=128)
     result = train(cfg)  # fake has 512 images: 4 steps per epoch
@@ -121,11 +123,13 @@ def test_ema_follows_g_and_samples_come_from_it(tiny_config: Config) -> None:
     assert all(torch.equal(v, exported.state_dict()[k]) for k, v in e.items())
 
 
+@pytest.mark.slow
 def test_ema_off_samples_from_g(tiny_config: Config) -> None:
     result = train(merge(tiny_config, {"ema": 0.0, "steps": 2}, "t"))
     assert result.ema is None and result.sampler is result.generator
 
 
+@pytest.mark.slow
 def test_batchnorm_recalibration_is_exact_and_repeatable(tiny_config: Config) -> None:
     from dcgan.nn.ema import recalibrate_batchnorm
     from dcgan.nn.models import Generator
@@ -213,6 +217,7 @@ def test_dataset_smaller_than_a_batch_is_a_clear_error(tiny_config: Config) -> N
     )
 
 
+@pytest.mark.slow
 def test_training_from_python_images(tiny_config: Config) -> None:
     images = torch.rand(40, 1, 28, 28) * 2 - 1  # float, other size: resized to 16
     result = train(tiny_config, images)
