@@ -36,10 +36,10 @@ def test_stats_previews_and_checkpoints_come_when_due_and_all_at_the_end(
     latest.pt, not a kept one)."""
     cfg = with_settings(tiny_config, steps=7, log_every=3, sample_every=2, checkpoint_every=4)
     run = train(cfg).run_dir
-    assert [r["step"] for r in rundir.read_stats(run)] == [3, 6, 7]
+    rows = rundir.read_stats(run)
+    assert [r["step"] for r in rows] == [3, 6, 7]
     samples = sorted(p.name for p in (run / rundir.SAMPLES_DIR).glob("step-*.png"))
     assert samples == [f"step-{s:06d}.png" for s in (0, 2, 4, 6, 7)]  # 0: before training
     assert sorted(rundir.kept_checkpoints(run)) == [4]
     assert rundir.latest_checkpoint(run).is_file()
-    rows = rundir.read_stats(run)
     assert [r["images_seen"] for r in rows] == [s * cfg.train.batch_size for s in (3, 6, 7)]

@@ -38,12 +38,14 @@ def run_config(cfg: Config, resume: Path | None, device: torch.device) -> Config
 def resume_config(run_dir: Path, requested: Config) -> Config:
     """The saved config with the requested safe changes; refuses any other difference."""
     saved = read_run_config(run_dir, repair=True)
-    if requested.model.conditional and not requested.model.num_classes:  # "the data's count"
-        model = replace(requested.model, num_classes=saved.model.num_classes)
-        requested = replace(requested, model=model)
-    if requested.model.spectral_norm is None:  # unset: what the run was trained with
-        model = replace(requested.model, spectral_norm=saved.model.spectral_norm)
-        requested = replace(requested, model=model)
+    # Settings left to be decided take what the run decided: the class count ("the data's"),
+    # spectral normalisation (the pairing's choice, or BatchNorm for a run saved before it).
+    unset = {}
+    if requested.model.conditional and not requested.model.num_classes:
+        unset["num_classes"] = saved.model.num_classes
+    if requested.model.spectral_norm is None:
+        unset["spectral_norm"] = saved.model.spectral_norm
+    requested = replace(requested, model=replace(requested.model, **unset))
     changed = locked_changes(to_dict(saved), to_dict(requested))
     if changed:
         shown = "; ".join(f"{k}: {a!r} -> {b!r}" for k, a, b in changed)
