@@ -61,11 +61,31 @@ def test_registry_names() -> None:
 
 def test_the_config_names_exactly_the_datasets_that_have_readers() -> None:
     from dcgan.config import BUILT_IN_DATASETS, FILE_DATASETS
-    from dcgan.data.catalogue import CATALOGUE
+    from dcgan.data.catalogue import FINDERS
     from dcgan.data.dataset import BUILT_IN
+    from dcgan.data.specs import SPECS
 
     assert tuple(BUILT_IN) == BUILT_IN_DATASETS
-    assert tuple(CATALOGUE) == FILE_DATASETS
+    assert tuple(SPECS) == FILE_DATASETS
+    assert tuple(FINDERS) == FILE_DATASETS
+
+
+def test_only_the_specs_module_writes_a_datasets_file_names() -> None:
+    """Adding or renaming a dataset's files is one edit: no other module of the package spells
+    them out (messages and finders build them from `dcgan.data.specs`)."""
+    import dcgan
+
+    package = Path(dcgan.__file__).parent
+    names = ("_32x32.mat", "idx3-ubyte", "idx1-ubyte", "cifar-10-", "cifar-100-", "img_align")
+    names += ("data.mdb", "id.txt", "data.hy", '_lmdb"', "_lmdb/", "data_batch_", "batches.meta")
+    spelled = {
+        f"{path.relative_to(package)}: {name}"
+        for path in package.rglob("*.py")
+        if path.name != "specs.py"
+        for name in names
+        if name in path.read_text()
+    }
+    assert not spelled
 
 
 def test_sigterm_while_the_cache_is_written_leaves_no_temporary_file(

@@ -177,7 +177,7 @@ def class_values(values: np.ndarray, count: int, where: object) -> ClassLabels:
     if len(a) != count:
         raise DataError(f"{where}: {len(a)} labels for {count} images; give one label per image")
     names: tuple[str, ...] = ()
-    if a.ndim == 2:  # one-hot, as DCGAN-tensorflow's data.hy stores them
+    if a.ndim == 2:  # one-hot, as DCGAN-tensorflow's HDF5 files store them
         if not (np.isin(a, (0, 1)).all() and (a.sum(axis=1) == 1).all()):
             raise DataError(f"{where}: labels {a.shape} are not one-hot rows; store class indices")
         a, names = a.argmax(axis=1), tuple(str(i) for i in range(a.shape[1]))

@@ -1,4 +1,5 @@
-"""Every dataset name: the files it expects, where it looks for them, and how they decode.
+"""Where each dataset's files are found on disk, and how they decode (their names and what
+they are: `specs`).
 
 A dataset's files are searched in `ROOT/NAME/` (where `dcgan download` puts them), in `ROOT`
 itself, and in torchvision's layout where one exists, so a tree users already have just works.
@@ -14,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from dcgan.config import DataConfig
-from dcgan.data import containers, decode, official
+from dcgan.data import containers, decode, official, specs
 from dcgan.data.decode import Group
+from dcgan.data.specs import SPECS
 from dcgan.errors import ConfigError, DataError
 
 ArrayReader = Callable[[], tuple[int, Iterator[np.ndarray]]]
@@ -38,19 +40,6 @@ class Found:
     crop: int | None = None
 
 
-@dataclass(frozen=True)
-class Dataset:
-    """A catalogue entry. `expects` describes the files; `find` locates them or raises."""
-
-    name: str
-    summary: str
-    expects: str
-    find: Callable[[DataConfig], Found]
-    has_splits: bool = False
-    downloadable: bool = False
-    labels: str = "never"  # "always" (the files carry them), "maybe" (when the files do)
-
-
 # ---------------------------------------------------------------------------- helpers
 
 
@@ -62,7 +51,7 @@ def search_dirs(cfg: DataConfig, name: str, extra: tuple[str, ...] = ()) -> list
 
 def missing(cfg: DataConfig, name: str) -> DataError:
     """The one-line error for absent files: what is expected where, and how to get it."""
-    ds = CATALOGUE[name]
+    ds = SPECS[name]
     root = Path(cfg.data_root).expanduser()
     how = (
         f"run `dcgan download --dataset {name} --root {root}`"
@@ -93,21 +82,16 @@ def no_splits(cfg: DataConfig) -> None:
 
 # ---------------------------------------------------------------------------- IDX (MNIST)
 
-_TORCHVISION = {"mnist": "MNIST/raw", "fashion-mnist": "FashionMNIST/raw"}
-
 
 def idx_file(directory: Path, prefix: str) -> Path | None:
-    """`{prefix}-images-idx3-ubyte[.gz]`, also with the dot some unzip tools leave."""
-    for stem in (f"{prefix}-images-idx3-ubyte", f"{prefix}-images.idx3-ubyte"):
-        for suffix in (".gz", ""):
-            if (directory / (stem + suffix)).is_file():
-                return directory / (stem + suffix)
-    return None
+    """The images file of split `prefix` in `directory`, under any of its names."""
+    hits = (directory / n for n in specs.idx_names(prefix, "images"))
+    return next((p for p in hits if p.is_file()), None)
 
 
 def find_idx(cfg: DataConfig) -> Found:
-    prefixes = split_parts(cfg, ["train"], ["t10k"])
-    for d in search_dirs(cfg, cfg.dataset, (_TORCHVISION[cfg.dataset],)):
+    prefixes = split_parts(cfg, [specs.IDX_PREFIX["train"]], [specs.IDX_PREFIX["test"]])
+    for d in search_dirs(cfg, cfg.dataset, (specs.IDX_DIRS[cfg.dataset],)):
         files = [idx_file(d, p) for p in prefixes]
         if all(files):
             paths = tuple(f for f in files if f is not None)
@@ -123,7 +107,7 @@ def find_idx(cfg: DataConfig) -> Found:
 
 
 def find_cifar(cfg: DataConfig) -> Found:
-    spec = official.CIFAR[cfg.dataset]  # the one place its archive's and folder's names live
+    spec = specs.CIFAR[cfg.dataset]
     tarball, folder = spec["archive"], spec["folder"]
     variant, split = cfg.dataset, cfg.split
     for d in search_dirs(cfg, cfg.dataset):
@@ -144,10 +128,11 @@ def find_cifar(cfg: DataConfig) -> Found:
 def find_svhn(cfg: DataConfig) -> Found:
     stems = split_parts(cfg, ["train"], ["test"])
     for d in search_dirs(cfg, "svhn"):
-        paths = [d / f"{s}_32x32.mat" for s in stems]
+        paths = [d / specs.svhn_name(s) for s in stems]
         if all(p.is_file() for p in paths):
-            if cfg.split == "all" and (d / "extra_32x32.mat").is_file():
-                paths.append(d / "extra_32x32.mat")
+            extra = d / specs.svhn_name(specs.SVHN_EXTRA)
+            if cfg.split == "all" and extra.is_file():
+                paths.append(extra)
             return Found(
                 f"svhn {cfg.split} from {d}",
                 tuple(paths),
@@ -184,7 +169,7 @@ def image_files(group: Group) -> tuple[Path, ...]:
 def find_celeba(cfg: DataConfig) -> Found:
     no_splits(cfg)
     for d in search_dirs(cfg, "celeba"):
-        for source in (d / "img_align_celeba", d / "img_align_celeba.zip"):
+        for source in (d / name for name in specs.CELEBA_SOURCES):
             if source.exists():
                 group = image_group(source)
                 return Found(
@@ -214,12 +199,13 @@ def lsun_dirs(cfg: DataConfig) -> list[Path]:
         raise ConfigError("lsun_classes: give at least one class, e.g. bedroom_train")
     found = []
     for c in classes:
-        dirs = [d / f"{c}_lmdb" for d in search_dirs(cfg, "lsun")]
-        hit = next((d for d in dirs if (d / "data.mdb").is_file()), None)
+        dirs = [d / specs.lsun_dir(c) for d in search_dirs(cfg, "lsun")]
+        hit = next((d for d in dirs if (d / specs.LSUN_DB).is_file()), None)
         if hit is None:
             root = Path(cfg.data_root).expanduser()
             raise DataError(
-                f"lsun: expected the LMDB directory {c}_lmdb/ (holding data.mdb) in "
+                f"lsun: expected the LMDB directory {specs.lsun_dir(c)}/ (holding "
+                f"{specs.LSUN_DB}) in "
                 f"{root / 'lsun'} or {root}; `dcgan download --dataset lsun` prints where to get it"
             )
         found.append(hit)
@@ -235,13 +221,11 @@ def find_lsun(cfg: DataConfig) -> Found:
             Group("lmdb", str(d), tuple(k.hex() for k in containers.lmdb_keys(d))) for d in dirs
         )
 
-    return Found(f"lsun {cfg.lsun_classes}", tuple(d / "data.mdb" for d in dirs), groups=groups)
+    files = tuple(d / specs.LSUN_DB for d in dirs)
+    return Found(f"lsun {cfg.lsun_classes}", files, groups=groups)
 
 
 # ---------------------------------------------------------------------------- array files
-
-_HDF5_NAMES = ("data.hy", "data.h5", "data.hdf5")
-_HDF5_SUFFIXES = (".hy", ".h5", ".hdf5")
 
 
 def single_file(cfg: DataConfig, names: tuple[str, ...], suffixes: tuple[str, ...]) -> Path:
@@ -263,14 +247,15 @@ def _point(cfg: DataConfig) -> str:
     if cfg.dataset == "npz":
         return "point --data-root at one .npz or .npy file of images [N, H, W(, C)]"
     return (
-        "point --data-root at the HDF5 file (data.hy with id.txt beside it, or an `images` array)"
+        f"point --data-root at the HDF5 file ({specs.HDF5_NAMES[0]} with {specs.HDF5_IDS} beside "
+        "it, or an `images` array)"
     )
 
 
 def find_hdf5(cfg: DataConfig) -> Found:
     no_splits(cfg)
-    path = single_file(cfg, _HDF5_NAMES, _HDF5_SUFFIXES)
-    ids = path.parent / "id.txt"
+    path = single_file(cfg, specs.HDF5_NAMES, specs.HDF5_SUFFIXES)
+    ids = path.parent / specs.HDF5_IDS
     ids_path = ids if ids.is_file() else None
     files = (path,) if ids_path is None else (path, ids_path)
     return Found(f"hdf5 {path}", files, arrays=lambda: containers.read_hdf5(path, ids_path))
@@ -278,91 +263,31 @@ def find_hdf5(cfg: DataConfig) -> Found:
 
 def find_npz(cfg: DataConfig) -> Found:
     no_splits(cfg)
-    path = single_file(cfg, (), (".npz", ".npy"))
+    path = single_file(cfg, (), specs.NPZ_SUFFIXES)
     return Found(f"npz {path}", (path,), arrays=lambda: whole([containers.read_npz(path)]))
 
 
 # ---------------------------------------------------------------------------- the catalogue
 
 
-def _cifar_files(variant: str) -> str:
-    spec = official.CIFAR[variant]
-    return f"{spec['archive']} or {spec['folder']}/"
-
-
-_IDX = "train-images-idx3-ubyte.gz (test: t10k-images-idx3-ubyte.gz; gzipped or not)"
-
-CATALOGUE: dict[str, Dataset] = {
-    d.name: d
-    for d in (
-        Dataset(
-            "mnist", "handwritten digits, 60k+10k 28x28 grey", _IDX, find_idx, True, True, "always"
-        ),
-        Dataset(
-            "fashion-mnist", "clothing, 60k+10k 28x28 grey", _IDX, find_idx, True, True, "always"
-        ),
-        Dataset(
-            "cifar10",
-            "10 classes, 50k+10k 32x32 colour",
-            _cifar_files("cifar10"),
-            find_cifar,
-            True,
-            True,
-            "always",
-        ),
-        Dataset(
-            "cifar100",
-            "100 classes, 50k+10k 32x32 colour",
-            _cifar_files("cifar100"),
-            find_cifar,
-            True,
-            True,
-            "always",
-        ),
-        Dataset(
-            "svhn",
-            "house numbers, 73k+26k (+531k extra) 32x32 colour",
-            "train_32x32.mat, test_32x32.mat (extra_32x32.mat joins --split all)",
-            find_svhn,
-            True,
-            True,
-            "always",
-        ),
-        Dataset(
-            "celeba",
-            "202k aligned faces, 108x108 centre crop",
-            "img_align_celeba/ or img_align_celeba.zip",
-            find_celeba,
-        ),
-        Dataset(
-            "lsun",
-            "scenes from LMDB (--lsun-classes)",
-            "<class>_lmdb/ directories holding data.mdb, e.g. bedroom_train_lmdb/",
-            find_lsun,
-        ),
-        Dataset(
-            "folder",
-            "any tree of images or a .zip (jpg png bmp webp gif tiff)",
-            "--data-root pointing at the folder or .zip",
-            find_folder,
-            labels="maybe",
-        ),
-        Dataset(
-            "hdf5",
-            "HDF5: per-id `image` entries + id.txt, or an `images` array",
-            "--data-root pointing at data.hy (id.txt beside it) or a file with `images`",
-            find_hdf5,
-            labels="maybe",
-        ),
-        Dataset(
-            "npz",
-            "NumPy images [N, H, W(, C)], uint8 or float",
-            "--data-root pointing at a .npz or .npy file",
-            find_npz,
-            labels="maybe",
-        ),
-    )
+FINDERS: dict[str, Callable[[DataConfig], Found]] = {
+    "mnist": find_idx,
+    "fashion-mnist": find_idx,
+    "cifar10": find_cifar,
+    "cifar100": find_cifar,
+    "svhn": find_svhn,
+    "celeba": find_celeba,
+    "lsun": find_lsun,
+    "folder": find_folder,
+    "hdf5": find_hdf5,
+    "npz": find_npz,
 }
+
+
+def find(cfg: DataConfig) -> Found:
+    """The files of file dataset `cfg.dataset` on disk (a one-line error when missing)."""
+    return FINDERS[cfg.dataset](cfg)
+
 
 _USER_DATA = ("folder", "hdf5", "npz")
 
@@ -372,10 +297,12 @@ def presence(name: str, root: Path) -> str:
     if name in _USER_DATA:
         return "your files: point --data-root at them"
     if name == "lsun":
-        dirs = sorted(p.name for d in (root / "lsun", root) if d.is_dir() for p in d.glob("*_lmdb"))
+        dirs = sorted(
+            p.name for d in (root / "lsun", root) if d.is_dir() for p in d.glob(specs.lsun_dir("*"))
+        )
         return f"present: {', '.join(dirs)}" if dirs else "missing"
     try:
-        found = CATALOGUE[name].find(DataConfig(dataset=name, data_root=str(root)))
+        found = find(DataConfig(dataset=name, data_root=str(root)))
     except ConfigError:
         return "missing"
     return f"present: {found.description.split(' from ')[-1]}"
@@ -388,7 +315,7 @@ def dataset_table(root: Path) -> str:
         f"  {'mnist-sample':14} bundled: 5,000 real MNIST digits (always present)",
         f"  {'fake':14} built in: random images for smoke tests",
     ]
-    for ds in CATALOGUE.values():
+    for ds in SPECS.values():
         lines.append(f"  {ds.name:14} {ds.summary}")
         lines.append(f"  {'':14}   expects {ds.expects}")
         lines.append(f"  {'':14}   {presence(ds.name, root)}")

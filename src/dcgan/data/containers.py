@@ -30,6 +30,7 @@ from dcgan.data.arrays import (
     to_uint8_array,
     why,
 )
+from dcgan.data.specs import HDF5_IDS, HDF5_NAMES, LSUN_DB, lsun_dir
 from dcgan.errors import DataError
 
 HDF5_CHUNK = 1024
@@ -44,7 +45,7 @@ def _h5_open(path: Path):
     if not path.is_file() or not h5py.is_hdf5(path):
         raise DataError(
             f"{path}: not an HDF5 file; give an .h5 file with an 'images' dataset or a "
-            "'data.hy' with an id.txt beside it"
+            f"'{HDF5_NAMES[0]}' with an {HDF5_IDS} beside it"
         )
     try:
         return h5py.File(path, "r")
@@ -109,7 +110,7 @@ def _id_image(f, ident: str, path: Path):
     h5py = optional("h5py", "h5py", path)
     group = f.get(ident)
     if group is None:
-        raise DataError(f"{path}: id {ident!r} from id.txt is not in the file; fix id.txt")
+        raise DataError(f"{path}: id {ident!r} from {HDF5_IDS} is not in the file; fix {HDF5_IDS}")
     image = group.get("image") if isinstance(group, h5py.Group) else None
     if not isinstance(image, h5py.Dataset) or image.ndim not in (2, 3):
         raise DataError(f"{path}: id {ident!r} has no 'image' dataset of shape [h, w, c]")
@@ -140,11 +141,11 @@ def read_hdf5(path: PathLike, ids_path: PathLike | None = None) -> tuple[int, It
 
     Two layouts: a top-level dataset `images` of shape (N, H, W[, C]), yielded in chunks of
     uint8 (<= 1024, H, W, C); or one group per id, each with a dataset `image` [h, w, c],
-    listed in `ids_path` (default: `id.txt` beside the file), yielded as uint8 (1, h, w, c).
+    listed in `ids_path` (default: `specs.HDF5_IDS` beside the file), yielded as uint8 (1, h, w, c).
     Returns (N, iterator of chunks); the file is only reopened when iteration starts.
     """
     path = existing(path, "HDF5 file")
-    ids_path = Path(ids_path) if ids_path is not None else path.with_name("id.txt")
+    ids_path = Path(ids_path) if ids_path is not None else path.with_name(HDF5_IDS)
     h5py = optional("h5py", "h5py", path)
     with _h5_open(path) as f:
         if isinstance(f.get("images"), h5py.Dataset):
@@ -324,7 +325,7 @@ def read_hdf5_labels(path: PathLike, ids_path: PathLike | None = None) -> ClassL
     present. None when the file has no labels. Returns int64 (N,), names.
     """
     path = existing(path, "HDF5 file")
-    ids_path = Path(ids_path) if ids_path is not None else path.with_name("id.txt")
+    ids_path = Path(ids_path) if ids_path is not None else path.with_name(HDF5_IDS)
     h5py = optional("h5py", "h5py", path)
     with _h5_open(path) as f:
         if isinstance(f.get("images"), h5py.Dataset):
@@ -362,8 +363,8 @@ def _lmdb_env(path: PathLike):
     if env is None:
         if not Path(key).is_dir():
             raise DataError(
-                f"{path}: not an LMDB directory; give the folder (e.g. bedroom_train_lmdb/) "
-                "that holds data.mdb"
+                f"{path}: not an LMDB directory; give the folder (e.g. "
+                f"{lsun_dir('bedroom_train')}/) that holds {LSUN_DB}"
             )
         try:
             env = lmdb.open(key, readonly=True, lock=False, readahead=False, meminit=False)
@@ -371,7 +372,7 @@ def _lmdb_env(path: PathLike):
             reason = why(exc).replace(f"{key}: ", "")
             raise DataError(
                 f"{path}: not an LMDB database ({reason}); give the folder that holds "
-                "data.mdb, as unzipped from the LSUN download"
+                f"{LSUN_DB}, as unzipped from the LSUN download"
             ) from None
         _LMDB_ENVS[key] = env
     return env

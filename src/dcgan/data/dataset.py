@@ -114,9 +114,9 @@ def decode_dataset(
         built_in = ImageSet(images, source=f"{cfg.dataset} (built in)")
         return with_builtin_labels(cfg, built_in) if labels else built_in
     from dcgan.data.cache import cache_path, load_or_decode, load_or_read_labels
-    from dcgan.data.catalogue import CATALOGUE
+    from dcgan.data.catalogue import find
 
-    found = CATALOGUE[cfg.dataset].find(cfg)
+    found = find(cfg)
     known = None
     if labels:  # read (or found cached) first: a set without labels fails before decoding
         from dcgan.data.labels import source_labels

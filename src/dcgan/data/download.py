@@ -14,13 +14,12 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 import pooch
 import requests
 
-from dcgan.data.official import CIFAR
+from dcgan.data.specs import SPECS, RemoteFile
 from dcgan.errors import DataError
 from dcgan.progress import bar as progress_bar
 
@@ -30,76 +29,9 @@ TIMEOUT_S = 60
 CHUNK_BYTES = 1 << 20
 
 
-@dataclass(frozen=True)
-class RemoteFile:
-    """One official file: its local name, the mirrors that serve it (tried in order) and its
-    checksum as "md5:<hex>" or "sha256:<hex>". `optional` files are only fetched when named
-    in `download(files=...)`."""
-
-    name: str
-    urls: tuple[str, ...]
-    known_hash: str
-    optional: bool = False
-
-
-def _mirrored(name: str, known_hash: str, *bases: str, optional: bool = False) -> RemoteFile:
-    """A RemoteFile served as `base + name` from each base URL."""
-    return RemoteFile(name, tuple(base + name for base in bases), known_hash, optional)
-
-
-_MNIST = ("https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/")
-_FASHION = ("http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",)
-_SVHN = ("http://ufldl.stanford.edu/housenumbers/",)
-_CIFAR = ("https://www.cs.toronto.edu/~kriz/",)
-
-# Checksums as published in torchvision's dataset classes for the same files.
-REMOTE: dict[str, tuple[RemoteFile, ...]] = {
-    "mnist": (
-        _mirrored("train-images-idx3-ubyte.gz", "md5:f68b3c2dcbeaaa9fbdd348bbdeb94873", *_MNIST),
-        _mirrored("train-labels-idx1-ubyte.gz", "md5:d53e105ee54ea40749a09fcbcd1e9432", *_MNIST),
-        _mirrored("t10k-images-idx3-ubyte.gz", "md5:9fb629c4189551a2d022fa330f9573f3", *_MNIST),
-        _mirrored("t10k-labels-idx1-ubyte.gz", "md5:ec29112dd5afa0611ce80d1b7f02629c", *_MNIST),
-    ),
-    "fashion-mnist": (
-        _mirrored("train-images-idx3-ubyte.gz", "md5:8d4fb7e6c68d591d4c3dfef9ec88bf0d", *_FASHION),
-        _mirrored("train-labels-idx1-ubyte.gz", "md5:25c81989df183df01b3e8a0aad5dffbe", *_FASHION),
-        _mirrored("t10k-images-idx3-ubyte.gz", "md5:bef4ecab320f06d8554ea6380940ec79", *_FASHION),
-        _mirrored("t10k-labels-idx1-ubyte.gz", "md5:bb300cfdad3c16e7a12a480ee83cd310", *_FASHION),
-    ),
-    "svhn": (
-        _mirrored("train_32x32.mat", "md5:e26dedcc434d2e4c54c9b2d4a06d8373", *_SVHN),
-        _mirrored("test_32x32.mat", "md5:eb5a983be6a315427106f1b164d9cef3", *_SVHN),
-        # 1.3 GB of extra training digits: only on request, e.g. files=["extra_32x32.mat"].
-        _mirrored("extra_32x32.mat", "md5:a93ce644f1a588dc4d68dda5feec44a7", *_SVHN, optional=True),
-    ),
-    "cifar10": (
-        _mirrored(CIFAR["cifar10"]["archive"], "md5:c58f30108f718f92721af3b95e74349a", *_CIFAR),
-    ),
-    "cifar100": (
-        _mirrored(CIFAR["cifar100"]["archive"], "md5:eb9058c3a382ffc7106e4002c42a8d85", *_CIFAR),
-    ),
-}
-
-MANUAL: dict[str, str] = {
-    "celeba": """\
-CelebA cannot be downloaded by dcgan (Google Drive rate-limits scripted downloads).
-1. Open the official page https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html and follow
-   "Align&Cropped Images" to the Google Drive folder; download Img/img_align_celeba.zip (1.4 GB).
-2. Put it at {root}/celeba/img_align_celeba.zip, or unzip it so that the folder
-   {root}/celeba/img_align_celeba/ holds the 202,599 aligned 178x218 JPEGs
-   (000001.jpg ... 202599.jpg).
-Expected layout:
-  {root}/celeba/img_align_celeba.zip   or   {root}/celeba/img_align_celeba/000001.jpg ...""",
-    "lsun": """\
-LSUN cannot be downloaded by dcgan (gigabytes per category; bedroom alone is over 40 GB).
-1. Get the official downloader: git clone https://github.com/fyu/lsun
-2. Download a category, e.g.: python lsun/download.py -c bedroom
-   (it fetches bedroom_train_lmdb.zip and bedroom_val_lmdb.zip).
-3. Unzip into {root}/lsun/ so that {root}/lsun/bedroom_train_lmdb/data.mdb exists.
-Expected layout: one <category>_<split>_lmdb directory per class, each holding data.mdb:
-  {root}/lsun/bedroom_train_lmdb/data.mdb
-  {root}/lsun/bedroom_val_lmdb/data.mdb""",
-}
+# What each downloadable set's files are, and how the others are fetched by hand: `specs`.
+REMOTE: dict[str, tuple[RemoteFile, ...]] = {n: s.remote for n, s in SPECS.items() if s.remote}
+MANUAL: dict[str, str] = {n: s.manual for n, s in SPECS.items() if s.manual}
 
 
 def dataset_dir(root: str | Path, name: str) -> Path:

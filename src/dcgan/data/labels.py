@@ -18,15 +18,16 @@ from pathlib import Path
 import numpy as np
 
 from dcgan.config import DataConfig
-from dcgan.data import containers, official
+from dcgan.data import containers, official, specs
 from dcgan.data.arrays import why
-from dcgan.data.catalogue import CATALOGUE, Found
+from dcgan.data.catalogue import Found, find
+from dcgan.data.specs import SPECS
 from dcgan.errors import DataError
 
-# The catalogue says which sets carry labels; the bundled sample does, and `fake` too (random
+# The specs say which sets carry labels; the bundled sample does, and `fake` too (random
 # classes, for tests). The "maybe" ones are labelled when their files carry labels.
-LABELLED = ("mnist-sample", *(n for n, d in CATALOGUE.items() if d.labels == "always"))
-MAYBE_LABELLED = tuple(n for n, d in CATALOGUE.items() if d.labels == "maybe")
+LABELLED = ("mnist-sample", *(n for n, d in SPECS.items() if d.labels == "always"))
+MAYBE_LABELLED = tuple(n for n, d in SPECS.items() if d.labels == "maybe")
 DIGITS = tuple(str(i) for i in range(10))
 FASHION_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -85,7 +86,7 @@ def source_labels(cfg: DataConfig, found: Found, need: str = "--conditional") ->
         return named(np.concatenate([svhn_labels(p) for p in found.files]), DIGITS, found.files[0])
     if cfg.dataset in ("cifar10", "cifar100"):
         first = found.files[0]  # the tarball itself, or the first batch file in the folder
-        source = first if first.name == official.CIFAR[cfg.dataset]["archive"] else first.parent
+        source = first if first.name == specs.CIFAR[cfg.dataset]["archive"] else first.parent
         values, names = official.read_cifar_classes(source, cfg.dataset, cfg.split)
         return named(values, names, source)
     if cfg.dataset in ("mnist", "fashion-mnist"):
@@ -113,9 +114,7 @@ def load_labels(cfg: DataConfig) -> np.ndarray:
     check_labelled(cfg, "the probe")
     if cfg.dataset in ("mnist-sample", "fake"):
         return builtin_labels(cfg).values
-    from dcgan.data.catalogue import CATALOGUE
-
-    return source_labels(cfg, CATALOGUE[cfg.dataset].find(cfg), "the probe").values
+    return source_labels(cfg, find(cfg), "the probe").values
 
 
 # ---------------------------------------------------------------------------- folders
@@ -168,14 +167,13 @@ def idx_labels(images: Path) -> np.ndarray:
 
 
 def idx_labels_path(images: Path) -> Path:
-    """`{prefix}-labels-idx1-ubyte[.gz]` (or the dotted spelling) beside `images`."""
-    prefix = images.name.split("-images", 1)[0]
-    for stem in (f"{prefix}-labels-idx1-ubyte", f"{prefix}-labels.idx1-ubyte"):
-        for suffix in (".gz", ""):
-            if (images.parent / (stem + suffix)).is_file():
-                return images.parent / (stem + suffix)
+    """The labels file of the same split beside `images`, under any of its names."""
+    names = specs.idx_names(images.name.split("-images", 1)[0], "labels")
+    for name in names:
+        if (images.parent / name).is_file():
+            return images.parent / name
     raise DataError(
-        f"{images.parent / (prefix + '-labels-idx1-ubyte.gz')}: missing; class labels need the "
+        f"{images.parent / names[0]}: missing; class labels need the "
         f"labels file beside {images.name} (`dcgan download` fetches both)"
     )
 
@@ -194,7 +192,7 @@ def idx_count(path: Path) -> int:
 
 
 def svhn_labels(path: Path) -> np.ndarray:
-    """A `*_32x32.mat` file's `y` (n, 1) in 1..10, where 10 stands for the digit 0."""
+    """An official SVHN file's `y` (n, 1) in 1..10, where 10 stands for the digit 0."""
     from scipy.io import loadmat, whosmat
 
     try:
@@ -206,6 +204,6 @@ def svhn_labels(path: Path) -> np.ndarray:
     if len(y) != n_images or not ((y >= 1) & (y <= 10)).all():
         raise DataError(
             f"{path}: no 'y' of {n_images} labels in 1..10; use the official SVHN "
-            "'*_32x32.mat' files"
+            f"'{specs.svhn_name('*')}' files"
         )
     return np.where(y == 10, 0, y).astype(np.int64)

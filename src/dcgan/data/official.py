@@ -29,6 +29,7 @@ from dcgan.data.arrays import (
     to_uint8_array,
     why,
 )
+from dcgan.data.specs import CIFAR, CIFAR_URL, idx_names, svhn_name
 from dcgan.errors import DataError
 
 try:  # NumPy >= 2 renamed numpy.core to numpy._core; old pickles still name numpy.core.
@@ -40,26 +41,7 @@ IDX_IMAGES = 0x00000803
 IDX_LABELS = 0x00000801
 GZIP_MAGIC = b"\x1f\x8b"
 
-CIFAR_URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
-CIFAR = {
-    "cifar10": {
-        "archive": "cifar-10-python.tar.gz",
-        "folder": "cifar-10-batches-py",
-        "train": tuple(f"data_batch_{i}" for i in range(1, 6)),
-        "test": ("test_batch",),
-        "labels": (b"labels", 10),  # the batch key of the class labels, and the class count
-        "meta": ("batches.meta", b"label_names"),  # the file naming the classes, and its key
-    },
-    "cifar100": {
-        "archive": "cifar-100-python.tar.gz",
-        "folder": "cifar-100-python",
-        "train": ("train",),
-        "test": ("test",),
-        "labels": (b"fine_labels", 100),
-        "meta": ("meta", b"fine_label_names"),
-    },
-}
-# Used when an extracted folder lacks batches.meta; CIFAR-100 falls back to "0".."99".
+# Used when an extracted folder lacks its meta file; CIFAR-100 falls back to "0".."99".
 CIFAR10_NAMES = (
     "airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck",
 )  # fmt: skip
@@ -102,7 +84,7 @@ def read_idx(path: PathLike) -> np.ndarray:
 
     Returns uint8 images (N, H, W, 1) for an idx3 image file, or labels (N,) for an idx1 file.
     """
-    path = existing(path, "MNIST-style '*-idx3-ubyte.gz' file", file=True)
+    path = existing(path, f"MNIST-style '{idx_names('*', 'images')[0]}' file", file=True)
     data = _read_maybe_gzip(path)
     magic = int.from_bytes(data[:4], "big") if len(data) >= 4 else None
     if magic not in (IDX_IMAGES, IDX_LABELS):
@@ -339,8 +321,8 @@ def read_cifar_classes(
     """The class labels of `read_cifar(source, variant, split)`, row for row, and the names.
 
     Labels: CIFAR-10's `labels` (0..9) or CIFAR-100's fine `fine_labels` (0..99), int64 (N,),
-    read with the same restricted unpickler. Names: from the archive's `batches.meta` / `meta`
-    (read in the same pass), else CIFAR-10's ten names or "0".."99".
+    read with the same restricted unpickler. Names: from the archive's meta file
+    (`CIFAR[variant]['meta']`, read in the same pass), else CIFAR-10's ten names or "0".."99".
     """
     source = existing(source, f"CIFAR tarball or folder (from {CIFAR_URL})")
     spec, names = _cifar_spec(source, variant, split)
@@ -366,34 +348,36 @@ def read_cifar_labels(source: PathLike, variant: str, split: str) -> np.ndarray:
 
 # ---------------------------------------------------------------- SVHN
 
+_SVHN_FILES = svhn_name("*")
+
 
 def _read_svhn_file(path: PathLike) -> np.ndarray:
-    path = existing(path, "SVHN '*_32x32.mat' file", file=True)
+    path = existing(path, f"SVHN '{_SVHN_FILES}' file", file=True)
     sio = optional("scipy.io", "scipy", path)
     try:
         mat = sio.loadmat(path, variable_names=["X"])
     except Exception as exc:  # scipy raises ValueError, TypeError, MatReadError, ...
         raise DataError(
             f"{path}: not a MATLAB .mat file ({why(exc)}); use the official SVHN "
-            "'*_32x32.mat' files"
+            f"'{_SVHN_FILES}' files"
         ) from None
     x = mat.get("X")
     if not (isinstance(x, np.ndarray) and x.ndim == 4 and x.shape[2] in (1, 3)):
         raise DataError(
             f"{path}: no variable X of shape (32, 32, 3, N); use the official SVHN "
-            "'*_32x32.mat' files (format 2, cropped digits)"
+            f"'{_SVHN_FILES}' files (format 2, cropped digits)"
         )
     return to_uint8_array(np.ascontiguousarray(x.transpose(3, 0, 1, 2)), path)
 
 
 def read_svhn(paths: PathLike | Iterable[PathLike]) -> np.ndarray:
-    """SVHN cropped digits from the official `{train,test,extra}_32x32.mat` files.
+    """SVHN cropped digits from the official files (`specs.svhn_name`: train, test, extra).
 
     The files' X arrays, (32, 32, 3, n) each, are concatenated in the order given.
     Returns uint8 (N, 32, 32, 3).
     """
     paths = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not paths:
-        raise DataError("SVHN: no .mat files given; name at least one '*_32x32.mat' file")
+        raise DataError(f"SVHN: no .mat files given; name at least one '{_SVHN_FILES}' file")
     arrays = [_read_svhn_file(p) for p in paths]
     return arrays[0] if len(arrays) == 1 else np.concatenate(arrays)

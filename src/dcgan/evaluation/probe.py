@@ -12,8 +12,8 @@ from typing import Any
 import torch
 
 from dcgan.config import DataConfig
-from dcgan.data.catalogue import CATALOGUE
 from dcgan.data.dataset import open_images
+from dcgan.data.specs import SPECS
 from dcgan.errors import ConfigError
 from dcgan.evaluation.linear_probe import (
     probe_discriminator,
@@ -33,7 +33,7 @@ def labelled(cfg: DataConfig, size: int, channels: int) -> tuple[torch.Tensor, A
 
 def pool_and_test(cfg: DataConfig, size: int, channels: int, seed: int) -> tuple:
     """(pool images, pool labels, test images, test labels) for the probe."""
-    if cfg.dataset in CATALOGUE and CATALOGUE[cfg.dataset].has_splits:
+    if cfg.dataset in SPECS and SPECS[cfg.dataset].has_splits:
         pool = labelled(dataclasses.replace(cfg, split="train"), size, channels)
         test = labelled(dataclasses.replace(cfg, split="test"), size, channels)
         return (*pool, *test)
