@@ -17,10 +17,14 @@ from dcgan.cli import main
 from dcgan.config import Config
 from dcgan.data import ImageSet
 from dcgan.errors import ConfigError, DataError
+from dcgan.nn.losses import LOSSES
 from dcgan.run.checkpoint import load_checkpoint
 from dcgan.run.rundir import latest_checkpoint
-from dcgan.training.batches import RealBatches
+from dcgan.seeding import STREAM_AUGMENT, STREAM_FAKE_LABELS, seed_for
+from dcgan.training import augmenting, step
+from dcgan.training.batches import RealBatches, prepare_images
 from dcgan.training.loop import train
+from dcgan.training.precision import Precision
 from dcgan.training.state import build_state
 from dcgan.training.step import draw_labels
 
@@ -145,14 +149,14 @@ def test_torchrun_slices_keep_each_image_with_its_label(conditional: Config) -> 
 def test_fake_classes_do_not_depend_on_the_process_count(conditional: Config) -> None:
     cfg = with_settings(conditional, num_classes=10)
     state = build_state(cfg, CPU)
-    one = draw_labels(state, 8, cfg, slot=0)
+    one = draw_labels(state, 8, cfg, update=0)
     halves = []
     for rank in range(2):
         state.rank, state.world = rank, 2
-        halves.append(draw_labels(state, 4, cfg, slot=0))
+        halves.append(draw_labels(state, 4, cfg, update=0))
     assert torch.equal(one, torch.cat(halves))
     state.rank, state.world = 0, 1
-    assert not torch.equal(one, draw_labels(state, 8, cfg, slot=1))  # each call draws anew
+    assert not torch.equal(one, draw_labels(state, 8, cfg, update=1))  # each call draws anew
     assert int(one.min()) >= 0 and int(one.max()) < 10
 
 
@@ -244,3 +248,32 @@ def test_api_latent_functions_take_a_label(tmp_path) -> None:
     assert gan.walk(frames=4, keys=2, label=2).shape == (4, 1, 16, 16)
     with pytest.raises(ConfigError, match="name the class"):
         gan.sweep(0, [0])
+
+
+def test_a_steps_draws_are_keyed_by_its_update_numbers(conditional: Config, monkeypatch) -> None:
+    """Step 5 with two D and two G updates: augmentation and fake classes draw from the
+    run-wide update numbers (step * 256 + update; augmentation two calls an update), the
+    numbering every recorded run used, so their figures reproduce."""
+    cfg = with_settings(
+        conditional,
+        num_classes=10,
+        d_steps=2,
+        g_steps=2,
+        augment="translation",
+        feature_matching=1.0,
+    )
+    drawn: list[tuple[int, int]] = []
+
+    def spy(seed: int, index: int, stream: int = 0) -> int:
+        drawn.append((stream, index))
+        return seed_for(seed, index, stream)
+
+    monkeypatch.setattr(augmenting, "seed_for", spy)
+    monkeypatch.setattr(step, "seed_for", spy)
+    state = build_state(cfg, CPU)
+    state.step = 5
+    reals = RealBatches(prepare_images(cfg, None), cfg, CPU)
+    step.train_step(state, reals, LOSSES[cfg.train.loss], Precision("fp32", "cpu"), cfg)
+    assert sorted(i for s, i in drawn if s == STREAM_AUGMENT) == list(range(2560, 2568))
+    # D's two updates draw classes; G's first reuses D's fakes, its second draws anew
+    assert [i for s, i in drawn if s == STREAM_FAKE_LABELS] == [1280, 1281, 1283]

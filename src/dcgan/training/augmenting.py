@@ -1,7 +1,8 @@
 """The augmentation of every image D sees during training (`--augment`), and ADA's control of
 its probability p (`--ada-target`).
 
-The per-image parameters of call `slot` of step `step` come from their own seeded generator and
+The per-image parameters of each call come from their own seeded generator, keyed by the
+training update (`seeding.update_number`) and the call within it (0 or 1), and
 are drawn for the whole global batch, each process keeping its slice: a resumed run, on any
 number of processes, augments exactly as one unbroken process does.
 """
@@ -17,7 +18,7 @@ import torch
 from dcgan.nn.augment import CUTOUT_RATIO, augment, draw_params
 from dcgan.seeding import STREAM_AUGMENT, seed_for
 
-SLOTS_PER_STEP = 512  # augmentation calls a step may make: 2 per D update, 2 per G update
+CALLS_PER_UPDATE = 2  # an update augments its two batches (D: reals, fakes; G: fakes, reals)
 
 
 @dataclass
@@ -32,13 +33,14 @@ class Augmenter:
     world: int = 1
     cutout: float = CUTOUT_RATIO  # the cutout square's side as a fraction of the image side
 
-    def __call__(self, x: torch.Tensor, step: int, slot: int) -> torch.Tensor:
-        """x (B, C, S, S) in [-1, 1] augmented as call `slot` of step `step`; same shape."""
+    def __call__(self, x: torch.Tensor, update: int, call: int) -> torch.Tensor:
+        """x (B, C, S, S) in [-1, 1] augmented as call `call` (0 or 1) of training update
+        `update` (`seeding.update_number`); same shape."""
         if self.p == 0:
             return x
         n = len(x)
         g = torch.Generator().manual_seed(
-            seed_for(self.seed, step * SLOTS_PER_STEP + slot, STREAM_AUGMENT)
+            seed_for(self.seed, update * CALLS_PER_UPDATE + call, STREAM_AUGMENT)
         )
         params = draw_params(n * self.world, self.size, self.p, g)
         mine = params.part(slice(self.rank * n, (self.rank + 1) * n))

@@ -15,7 +15,7 @@ from torch import nn
 from dcgan.config import Config
 from dcgan.nn.ema import decay_at, update_ema
 from dcgan.nn.losses import GANLoss, feature_matching, r1_penalty
-from dcgan.seeding import STREAM_FAKE_LABELS, sample_z, seed_for
+from dcgan.seeding import STREAM_FAKE_LABELS, sample_z, seed_for, update_number
 from dcgan.training.precision import Precision
 from dcgan.training.state import TrainState
 
@@ -87,20 +87,21 @@ def train_step(
     real classes come from `reals.labels(number)`, its fakes' classes from a seeded stream."""
     t, updates = cfg.train, Updates(state, loss, amp, cfg)
     for k in range(t.d_steps):
-        number = state.step * t.d_steps + k
+        number, update = state.step * t.d_steps + k, update_number(state.step, k)
         real = reals(number)
         z = draw_z(state, len(real), cfg).to(real.device)
-        classes = Classes(real_labels(reals, number, cfg), draw_labels(state, len(real), cfg, k))
-        d = d_update(updates, real, z, slot=2 * k, classes=classes)
+        fakes = draw_labels(state, len(real), cfg, update)
+        classes = Classes(real_labels(reals, number, cfg), fakes)
+        d = d_update(updates, real, z, update, classes)
     fake, fm_weight = d.fake, fm_weight_at(cfg, state.step)
     for k in range(t.g_steps):
+        update = update_number(state.step, t.d_steps + k)
         if k > 0:
             z = draw_z(state, len(real), cfg).to(real.device)
-            classes = Classes(classes.real, draw_labels(state, len(real), cfg, t.d_steps + k))
+            classes = Classes(classes.real, draw_labels(state, len(real), cfg, update))
             with amp.autocast():
                 fake = state.runners.g(z, classes.fake)
-        slot = 2 * t.d_steps + 2 * k
-        loss_g, loss_fm = g_update(updates, fake, real, fm_weight, slot=slot, classes=classes)
+        loss_g, loss_fm = g_update(updates, fake, real, fm_weight, update, classes)
     if state.ema is not None:
         update_ema(state.ema, state.generator, decay_at(t.ema, state.step))
     if state.ada is not None:
@@ -123,14 +124,13 @@ def real_labels(reals: RealBatches, number: int, cfg: Config) -> torch.Tensor | 
     return reals.labels(number) if cfg.model.conditional else None
 
 
-def draw_labels(state: TrainState, batch: int, cfg: Config, slot: int) -> torch.Tensor | None:
-    """This process's (batch,) share of uniformly drawn classes for the fakes of call `slot` of
-    this step (None when unconditional). Drawn from (seed, step, slot) for the global batch, so
-    resumes and process counts never change them."""
+def draw_labels(state: TrainState, batch: int, cfg: Config, update: int) -> torch.Tensor | None:
+    """This process's (batch,) share of uniformly drawn classes for the fakes of training
+    update `update` (`seeding.update_number`; None when unconditional). Drawn from (seed,
+    update) for the global batch, so resumes and process counts never change them."""
     if not cfg.model.conditional:
         return None
-    index = state.step * LABEL_SLOTS + slot
-    g = torch.Generator().manual_seed(seed_for(cfg.train.seed, index, STREAM_FAKE_LABELS))
+    g = torch.Generator().manual_seed(seed_for(cfg.train.seed, update, STREAM_FAKE_LABELS))
     labels = torch.randint(cfg.model.num_classes, (batch * state.world,), generator=g)
     device = next(state.generator.parameters()).device
     return labels[state.rank * batch : (state.rank + 1) * batch].to(device)
@@ -138,13 +138,11 @@ def draw_labels(state: TrainState, batch: int, cfg: Config, slot: int) -> torch.
 
 UNCONDITIONAL = Classes()
 
-# More than the d_steps + g_steps (each at most 100) calls of a step that draw fake classes.
-LABEL_SLOTS = 256
 
-
-def augmented(state: TrainState, x: torch.Tensor, slot: int) -> torch.Tensor:
-    """x (B, C, S, S) as D sees it: through the augmenter (call `slot` of this step) if any."""
-    return x if state.augmenter is None else state.augmenter(x, state.step, slot)
+def augmented(state: TrainState, x: torch.Tensor, update: int, call: int) -> torch.Tensor:
+    """x (B, C, S, S) as D sees it: through the augmenter (call `call` of training update
+    `update`) if any."""
+    return x if state.augmenter is None else state.augmenter(x, update, call)
 
 
 def draw_z(state: TrainState, batch: int, cfg: Config) -> torch.Tensor:
@@ -181,11 +179,11 @@ def d_update(
     updates: Updates,
     real: torch.Tensor,
     z: torch.Tensor,
-    slot: int = 0,
+    update: int,
     classes: Classes = UNCONDITIONAL,
 ) -> DUpdate:
     """One D step on a real batch (B, C, S, S) and G(z), z (B, nz), conditioned on `classes`
-    in a conditional run; augmentation calls `slot` and `slot + 1` of the step. With
+    in a conditional run, as training update `update` (`seeding.update_number`). With
     --r1-gamma, every `r1_every` steps D's loss gains the R1 penalty at the (augmented) reals."""
     state, t = updates.state, updates.cfg.train
     r1 = t.r1_gamma > 0 and state.step % t.r1_every == 0
@@ -193,11 +191,11 @@ def d_update(
     run_d = state.discriminator.forward_features if r1 else state.runners.d
     with updates.amp.autocast():
         fake = state.runners.g(z, classes.fake)
-        seen = augmented(state, real, slot)
+        seen = augmented(state, real, update, 0)
         if r1:
             seen = seen.detach().requires_grad_(True)
         real_logits = run_d(seen, classes.real)[0]
-        fake_logits = run_d(augmented(state, fake.detach(), slot + 1), classes.fake)[0]
+        fake_logits = run_d(augmented(state, fake.detach(), update, 1), classes.fake)[0]
     loss_real, loss_fake = updates.loss.d(real_logits, fake_logits, t.real_label)
     loss = loss_real + loss_fake
     if r1:  # lazy: every r1_every steps, weighted by it (StyleGAN2)
@@ -221,11 +219,12 @@ def g_update(
     fake: torch.Tensor,
     real: torch.Tensor,
     fm_weight: float,
-    slot: int = 0,
+    update: int,
     classes: Classes = UNCONDITIONAL,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """One G step on `fake` (B, C, S, S) with its graph; D's weights get no gradients here.
-    Augmentation calls `slot` (the fakes) and `slot + 1` (the reals of feature matching).
+    """One G step on `fake` (B, C, S, S) with its graph, as training update `update`; D's
+    weights get no gradients here. Augmentation: call 0 the fakes, call 1 the reals of
+    feature matching.
 
     Returns G's loss and the feature-matching term, detached.
     """
@@ -233,12 +232,12 @@ def g_update(
     d = state.discriminator
     d.requires_grad_(False)  # skips D's weight gradients: only G is updated
     with amp.autocast():
-        logits, fake_feats = state.runners.d_frozen(augmented(state, fake, slot), classes.fake)
+        logits, fake_feats = state.runners.d_frozen(augmented(state, fake, update, 0), classes.fake)
     loss_g = updates.loss.g(logits)
     loss_fm = torch.zeros((), device=fake.device)
     if fm_weight > 0:
         with torch.no_grad(), amp.autocast():
-            _, real_feats = state.runners.d_frozen(augmented(state, real, slot + 1), classes.real)
+            _, real_feats = state.runners.d_frozen(augmented(state, real, update, 1), classes.real)
         loss_fm = feature_matching(real_feats, fake_feats)
         loss_g = loss_g + fm_weight * loss_fm
     scaler = state.scalers.g if state.scalers else None
