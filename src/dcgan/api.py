@@ -13,24 +13,14 @@ from torch import nn
 from dcgan import latent
 from dcgan.config import Config, from_dict, merge, model_dict, resolve, validate
 from dcgan.device import pick_device
-from dcgan.errors import CheckpointError, ConfigError, require_positive
+from dcgan.errors import ConfigError, require_positive
 from dcgan.nn.models import Discriminator, Generator, check_size, summary
 from dcgan.run import rundir
-from dcgan.run.checkpoint import (
-    EXPORT_NAME,
-    export_generator,
-    load_checkpoint,
-    load_export,
-    load_into,
-    load_weights,
-    save_weights,
-)
+from dcgan.run.checkpoint import D_EXPORT_NAME, export_generator, save_weights
 from dcgan.run.hub import TAGS, export_hub, hub_folder
-from dcgan.run.sources import load_sampler, read_run_config
+from dcgan.run.sources import load_models, load_sampler
 from dcgan.sampling import FixedClass, generate, parse_classes, write_images
 from dcgan.training.loop import TrainResult, train
-
-D_EXPORT = "discriminator.safetensors"
 
 try:  # the `hub` extra: save_pretrained / from_pretrained through huggingface_hub's mixin
     from huggingface_hub import ModelHubMixin as HubMixin
@@ -126,7 +116,7 @@ class DCGAN(
         if self.class_names:
             meta["class_names"] = list(self.class_names)
         export_generator(self.sampler, directory, meta, run=self.run_dir)  # + its model card
-        save_weights(self.discriminator, directory / D_EXPORT)
+        save_weights(self.discriminator, directory / D_EXPORT_NAME)
         return directory
 
     def _save_pretrained(self, save_directory: Path) -> None:
@@ -151,35 +141,12 @@ class DCGAN(
 
     @classmethod
     def load(cls, directory: str | Path) -> DCGAN:
-        """Rebuild from `save()` output or a run directory. Unlike the commands, which need
-        only the sampling G (`run.sources.load_sampler`: the export first), this needs D and
-        the raw G too: `save()` output holds them beside the export, a run only in its
-        latest checkpoint; a run with only an export gets G from it and a fresh D. Each
-        file is read once."""
-        directory = Path(directory)
-        gan = cls(read_run_config(directory))
-        latest = rundir.latest_checkpoint(directory)
-        has_export = (directory / EXPORT_NAME).is_file()
-        if has_export and (directory / D_EXPORT).is_file():
-            gan.generator, meta = load_export(directory)
-            gan.class_names = tuple(meta.get("class_names") or ())
-            d_weights = load_weights(directory / D_EXPORT, fix="save the model again")
-            load_into(gan.discriminator, d_weights, directory / D_EXPORT)
-        elif latest.is_file():
-            checkpoint = load_checkpoint(latest)
-            gan.class_names = tuple(checkpoint.class_names or ())
-            load_into(gan.generator, checkpoint.generator, latest)
-            load_into(gan.discriminator, checkpoint.discriminator, latest)
-            if checkpoint.ema is not None:
-                gan.ema = Generator(gan.config.model)
-                load_into(gan.ema, checkpoint.ema, latest)
-            gan.run_dir = directory
-        elif has_export:
-            gan.generator, meta = load_export(directory)  # D keeps its fresh initialisation
-            gan.class_names = tuple(meta.get("class_names") or ())
-            gan.run_dir = directory
-        else:
-            raise CheckpointError(f"{directory} holds no generator export and no checkpoint")
+        """Rebuild from `save()` output or a run directory: G, D and, for a run that kept one,
+        G's moving average (`run.sources.load_models`)."""
+        found = load_models(directory)
+        gan = cls(found.config)
+        gan.generator, gan.discriminator, gan.ema = found.generator, found.discriminator, found.ema
+        gan.class_names, gan.run_dir = found.class_names, found.run_dir
         return gan
 
     def generate_images(

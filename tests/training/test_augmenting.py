@@ -1,4 +1,4 @@
-"""Augmentation in training: seeded per (step, slot), process slices, and ADA steering p."""
+"""Augmentation in training: seeded per (update, call), process slices, and ADA steering p."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from dcgan.training.loop import train
 POLICIES = ("translation", "cutout", "color")
 
 
-def test_an_augmenter_repeats_a_call_and_varies_across_steps_and_slots() -> None:
+def test_an_augmenter_repeats_a_call_and_varies_across_updates_and_calls() -> None:
     aug = Augmenter(POLICIES, 1.0, seed=3, size=16)
     x = torch.rand(4, 1, 16, 16) * 2 - 1
     assert torch.equal(aug(x, 5, 0), aug(x, 5, 0))

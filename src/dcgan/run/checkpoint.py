@@ -32,6 +32,7 @@ from dcgan.run.card import HUB_STEM, write_card
 
 FORMAT_VERSION = 1
 EXPORT_NAME = "generator.safetensors"
+D_EXPORT_NAME = "discriminator.safetensors"  # beside the export in `DCGAN.save()` output
 # The Hub layout of the same export (huggingface_hub's ModelHubMixin): weights and settings
 HUB_WEIGHTS, HUB_CONFIG = f"{HUB_STEM}.safetensors", "config.json"
 

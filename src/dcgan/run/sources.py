@@ -1,7 +1,9 @@
-"""What commands read from a run directory, working around a damaged file where the run holds
-the same content elsewhere: its generator (the export, else the latest checkpoint), its settings
-(config.yaml, else a checkpoint's copy) and the checkpoint a resume continues from (latest.pt,
-else the newest kept step-*.pt that loads).
+"""The one loader of runs, exports and checkpoints, for the commands and the Python API.
+
+What it reads, working around a damaged file where the run holds the same content elsewhere:
+the sampling generator (`load_sampler`: the export, else the latest checkpoint), both networks
+(`load_models`, for `DCGAN.load`), the settings (config.yaml, else a checkpoint's copy) and the
+checkpoint a resume continues from (latest.pt, else the newest kept step-*.pt that loads).
 
 Each work-around is a `Recovered` warning that names the damaged file and what was used instead.
 """
@@ -12,16 +14,20 @@ import warnings
 from pathlib import Path
 from typing import NamedTuple
 
+import torch
+
 from dcgan.config import Z_DISTRIBUTIONS, Config, from_saved
 from dcgan.errors import CheckpointError, ConfigError, Recovered, brief
-from dcgan.nn.models import Generator
+from dcgan.nn.models import Discriminator, Generator
 from dcgan.run.checkpoint import (
+    D_EXPORT_NAME,
     EXPORT_NAME,
     Checkpoint,
     is_hub_folder,
     load_checkpoint,
     load_export,
     load_into,
+    load_weights,
 )
 from dcgan.run.rundir import (
     CONFIG_FILE,
@@ -81,7 +87,7 @@ def load_sampler(source: str | Path) -> Sampler:
 
 def _export_sampler(path: Path) -> Sampler:
     generator, meta = load_export(path)
-    return Sampler(generator, meta["z_dist"], tuple(meta.get("class_names") or ()))
+    return Sampler(generator, meta["z_dist"], _names(meta))
 
 
 def checkpoint_generator(path: Path) -> Sampler:
@@ -96,6 +102,65 @@ def checkpoint_generator(path: Path) -> Sampler:
     if checkpoint.z_dist not in Z_DISTRIBUTIONS:
         raise CheckpointError(f"checkpoint {path}: unknown z_dist {checkpoint.z_dist!r}")
     return Sampler(generator, checkpoint.z_dist, tuple(checkpoint.class_names or ()))
+
+
+class Models(NamedTuple):
+    """Both networks of a run or of `DCGAN.save()` output, with their settings. `ema` is the
+    moving average of G when the source kept one apart from G; `run_dir` is the run the
+    networks came from (None for `save()` output, whose weights are copies)."""
+
+    config: Config
+    generator: Generator
+    discriminator: Discriminator
+    ema: Generator | None
+    class_names: tuple[str, ...]
+    run_dir: Path | None
+
+
+def load_models(directory: str | Path) -> Models:
+    """G, D (and G's moving average) from `DCGAN.save()` output or a run directory.
+
+    Unlike `load_sampler`, which needs only the sampling G (the export first), this needs D
+    and the raw G: `save()` output holds them beside the export, a run only in its latest
+    checkpoint; a run with only an export gets G from it and a fresh D. Each file is read once.
+    """
+    directory = Path(directory)
+    cfg = read_run_config(directory)
+    latest = latest_checkpoint(directory)
+    has_export = (directory / EXPORT_NAME).is_file()
+    discriminator = _fresh_discriminator(cfg)
+    if has_export and (directory / D_EXPORT_NAME).is_file():
+        generator, meta = load_export(directory)
+        d_path = directory / D_EXPORT_NAME
+        load_into(discriminator, load_weights(d_path, fix="save the model again"), d_path)
+        return Models(cfg, generator, discriminator, None, _names(meta), None)
+    if latest.is_file():
+        checkpoint = load_checkpoint(latest)
+        generator, ema = Generator(cfg.model), None
+        load_into(generator, checkpoint.generator, latest)
+        load_into(discriminator, checkpoint.discriminator, latest)
+        if checkpoint.ema is not None:
+            ema = Generator(cfg.model)
+            load_into(ema, checkpoint.ema, latest)
+        names = tuple(checkpoint.class_names or ())
+        return Models(cfg, generator, discriminator, ema, names, directory)
+    if has_export:
+        generator, meta = load_export(directory)  # D keeps its fresh initialisation
+        return Models(cfg, generator, discriminator, None, _names(meta), directory)
+    raise CheckpointError(f"{directory} holds no generator export and no checkpoint")
+
+
+def _fresh_discriminator(cfg: Config) -> Discriminator:
+    """D initialised as `DCGAN(cfg)` initialises it (seeded by the run's seed, drawn after G),
+    so a run with only an export gets the same fresh D every time it is loaded."""
+    torch.manual_seed(cfg.train.seed)
+    Generator(cfg.model)
+    return Discriminator(cfg.model)
+
+
+def _names(meta: dict) -> tuple[str, ...]:
+    """An export's class names (none for an unconditional model)."""
+    return tuple(meta.get("class_names") or ())
 
 
 def read_run_config(run_dir: Path, repair: bool = False) -> Config:
