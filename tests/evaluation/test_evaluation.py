@@ -283,3 +283,14 @@ def test_probe_cli_compares_trained_and_random_d(tiny_config: Config, tmp_path: 
     assert logged["command"] == "probe"
     unlabelled = ["--dataset", "celeba", "--data-root", str(tmp_path)]
     assert main(["probe", str(run), *unlabelled]) == 2
+
+
+def test_metric_names_are_checked_once_for_the_flag_and_the_api() -> None:
+    from dcgan.evaluation.evaluate import Request, check_request, parse_metrics
+
+    assert parse_metrics(" fid , kid ") == ("fid", "kid")
+    for text in ("fid,bogus", "", " , "):
+        with pytest.raises(ConfigError, match=r"^--metrics: .*choose from fid,"):
+            parse_metrics(text)
+    with pytest.raises(ConfigError, match=r"^metrics: 'nope'; choose from fid,"):
+        check_request(Request(metrics=("nope",)))

@@ -81,10 +81,15 @@ def check_counts(
 
 
 def parse_metrics(text: str) -> tuple[str, ...]:
-    names = tuple(m.strip() for m in text.split(",") if m.strip())
-    bad = [m for m in names if m not in METRICS]
-    if bad or not names:
-        raise ConfigError(f"--metrics: {text!r}; choose from {','.join(METRICS)}")
+    """The metric names of `--metrics` ("fid,kid"), checked."""
+    return known_metrics(tuple(m.strip() for m in text.split(",") if m.strip()), "--metrics")
+
+
+def known_metrics(names: tuple[str, ...], label: str = "metrics") -> tuple[str, ...]:
+    """`names` when every one is in the registry (and there is one); else the one-line error,
+    naming the setting or flag `label`."""
+    if not names or any(m not in METRICS for m in names):
+        raise ConfigError(f"{label}: {','.join(names)!r}; choose from {','.join(METRICS)}")
     return names
 
 
@@ -151,8 +156,7 @@ class Request:
 def check_request(request: Request) -> Request:
     """Refuse counts too small for the metrics, before anything is loaded or generated."""
     r = request
-    if not r.metrics or any(m not in METRICS for m in r.metrics):
-        raise ConfigError(f"metrics: {','.join(r.metrics)!r}; choose from {','.join(METRICS)}")
+    known_metrics(r.metrics)
     require_positive({"num_samples": r.num_samples, "num_real": r.num_real})
     counts = {"--num-samples": r.num_samples}
     if r.ref_stats is None:
