@@ -44,10 +44,10 @@ class Scalers(NamedTuple):
 @dataclass
 class TrainState:
     """What a training run works on. `to_checkpoint` saves what a resume needs: the networks,
-    optimisers, average, noise stream, step and counters, the augmenter's p and ADA's signal,
-    and the class names. Not saved, because the run's settings rebuild them: `runners` (how
-    G and D are called), the process's `rank` and `world`, the preview layout, and
-    `ema_calibrated_at` (a resumed average is always re-estimated)."""
+    optimisers, average, noise stream, step and counters, the process count it ran on, the
+    augmenter's p and ADA's signal, and the class names. Not saved, because the run's
+    settings rebuild them: `runners` (how G and D are called), this process's `rank`, the
+    preview layout, and `ema_calibrated_at` (a resumed average is always re-estimated)."""
 
     generator: Generator
     discriminator: Discriminator
