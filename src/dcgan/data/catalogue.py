@@ -17,7 +17,6 @@ import numpy as np
 from dcgan.config import DataConfig
 from dcgan.data import containers, decode, official, specs
 from dcgan.data.decode import Group
-from dcgan.data.specs import SPECS
 from dcgan.errors import ConfigError, DataError
 
 ArrayReader = Callable[[], tuple[int, Iterator[np.ndarray]]]
@@ -51,7 +50,7 @@ def search_dirs(cfg: DataConfig, name: str, extra: tuple[str, ...] = ()) -> list
 
 def missing(cfg: DataConfig, name: str) -> DataError:
     """The one-line error for absent files: what is expected where, and how to get it."""
-    ds = SPECS[name]
+    ds = specs.SPECS[name]
     root = Path(cfg.data_root).expanduser()
     how = (
         f"run `dcgan download --dataset {name} --root {root}`"
@@ -315,7 +314,7 @@ def dataset_table(root: Path) -> str:
         f"  {'mnist-sample':14} bundled: 5,000 real MNIST digits (always present)",
         f"  {'fake':14} built in: random images for smoke tests",
     ]
-    for ds in SPECS.values():
+    for ds in specs.SPECS.values():
         lines.append(f"  {ds.name:14} {ds.summary}")
         lines.append(f"  {'':14}   expects {ds.expects}")
         lines.append(f"  {'':14}   {presence(ds.name, root)}")
