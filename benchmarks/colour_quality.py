@@ -189,10 +189,11 @@ def plot(rows: list[dict], floors: dict[str, dict], path: Path) -> None:
     for r in rows:
         styles.setdefault((r["set"], r["recipe"]), f"C{len(styles)}")
     for (name, recipe), colour in styles.items():
-        for seed in sorted({r["seed"] for r in rows if (r["set"], r["recipe"]) == (name, recipe)}):
+        seeds = sorted({r["seed"] for r in rows if (r["set"], r["recipe"]) == (name, recipe)})
+        for seed in seeds:
             mine = [r for r in rows if (r["set"], r["recipe"], r["seed"]) == (name, recipe, seed)]
             pts = sorted((r["minutes"], r["fid"]) for r in mine)
-            label = f"{name}, {recipe}" if seed == min(r["seed"] for r in mine) else None
+            label = f"{name}, {recipe}" if seed == seeds[0] else None  # one entry a line colour
             ax.plot(*zip(*pts, strict=True), marker="o", color=colour, label=label)
     for k, (name, f) in enumerate(floors.items()):
         ax.axhline(f["fid"], linestyle="--", color="grey", linewidth=1)
