@@ -21,13 +21,12 @@ from dcgan.config import DataConfig
 from dcgan.data import containers, official, specs
 from dcgan.data.arrays import why
 from dcgan.data.catalogue import Found, find
-from dcgan.data.specs import SPECS
 from dcgan.errors import DataError
 
 # The specs say which sets carry labels; the bundled sample does, and `fake` too (random
 # classes, for tests). The "maybe" ones are labelled when their files carry labels.
-LABELLED = ("mnist-sample", *(n for n, d in SPECS.items() if d.labels == "always"))
-MAYBE_LABELLED = tuple(n for n, d in SPECS.items() if d.labels == "maybe")
+LABELLED = ("mnist-sample", *(n for n, d in specs.SPECS.items() if d.labels == "always"))
+MAYBE_LABELLED = tuple(n for n, d in specs.SPECS.items() if d.labels == "maybe")
 DIGITS = tuple(str(i) for i in range(10))
 FASHION_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
