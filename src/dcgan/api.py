@@ -142,10 +142,13 @@ class DCGAN(
     @classmethod
     def load(cls, directory: str | Path) -> DCGAN:
         """Rebuild from `save()` output or a run directory: G, D and, for a run that kept one,
-        G's moving average (`run.sources.load_models`)."""
+        G's moving average (`run.sources.load_models`). A run with only an export keeps the
+        fresh D that `DCGAN(config)` builds from the run's seed."""
         found = load_models(directory)
         gan = cls(found.config)
-        gan.generator, gan.discriminator, gan.ema = found.generator, found.discriminator, found.ema
+        gan.generator, gan.ema = found.generator, found.ema
+        if found.discriminator is not None:
+            gan.discriminator = found.discriminator
         gan.class_names, gan.run_dir = found.class_names, found.run_dir
         return gan
 

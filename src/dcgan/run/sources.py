@@ -14,8 +14,6 @@ import warnings
 from pathlib import Path
 from typing import NamedTuple
 
-import torch
-
 from dcgan.config import Z_DISTRIBUTIONS, Config, from_saved
 from dcgan.errors import CheckpointError, ConfigError, Recovered, brief
 from dcgan.nn.models import Discriminator, Generator
@@ -106,12 +104,13 @@ def checkpoint_generator(path: Path) -> Sampler:
 
 class Models(NamedTuple):
     """Both networks of a run or of `DCGAN.save()` output, with their settings. `ema` is the
-    moving average of G when the source kept one apart from G; `run_dir` is the run the
-    networks came from (None for `save()` output, whose weights are copies)."""
+    moving average of G when the source kept one apart from G; `discriminator` is None when
+    the source holds no D (a run with only an export); `run_dir` is the run the networks came
+    from (None for `save()` output, whose weights are copies)."""
 
     config: Config
     generator: Generator
-    discriminator: Discriminator
+    discriminator: Discriminator | None
     ema: Generator | None
     class_names: tuple[str, ...]
     run_dir: Path | None
@@ -122,21 +121,21 @@ def load_models(directory: str | Path) -> Models:
 
     Unlike `load_sampler`, which needs only the sampling G (the export first), this needs D
     and the raw G: `save()` output holds them beside the export, a run only in its latest
-    checkpoint; a run with only an export gets G from it and a fresh D. Each file is read once.
+    checkpoint; a run with only an export gets G from it and no D. Each file is read once.
     """
     directory = Path(directory)
     cfg = read_run_config(directory)
     latest = latest_checkpoint(directory)
     has_export = (directory / EXPORT_NAME).is_file()
-    discriminator = _fresh_discriminator(cfg)
     if has_export and (directory / D_EXPORT_NAME).is_file():
         generator, meta = load_export(directory)
+        discriminator = Discriminator(cfg.model)
         d_path = directory / D_EXPORT_NAME
         load_into(discriminator, load_weights(d_path, fix="save the model again"), d_path)
         return Models(cfg, generator, discriminator, None, _names(meta), None)
     if latest.is_file():
         checkpoint = load_checkpoint(latest)
-        generator, ema = Generator(cfg.model), None
+        generator, discriminator, ema = Generator(cfg.model), Discriminator(cfg.model), None
         load_into(generator, checkpoint.generator, latest)
         load_into(discriminator, checkpoint.discriminator, latest)
         if checkpoint.ema is not None:
@@ -145,17 +144,9 @@ def load_models(directory: str | Path) -> Models:
         names = tuple(checkpoint.class_names or ())
         return Models(cfg, generator, discriminator, ema, names, directory)
     if has_export:
-        generator, meta = load_export(directory)  # D keeps its fresh initialisation
-        return Models(cfg, generator, discriminator, None, _names(meta), directory)
+        generator, meta = load_export(directory)
+        return Models(cfg, generator, None, None, _names(meta), directory)
     raise CheckpointError(f"{directory} holds no generator export and no checkpoint")
-
-
-def _fresh_discriminator(cfg: Config) -> Discriminator:
-    """D initialised as `DCGAN(cfg)` initialises it (seeded by the run's seed, drawn after G),
-    so a run with only an export gets the same fresh D every time it is loaded."""
-    torch.manual_seed(cfg.train.seed)
-    Generator(cfg.model)
-    return Discriminator(cfg.model)
 
 
 def _names(meta: dict) -> tuple[str, ...]:
