@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,6 +54,16 @@ def test_p_zero_is_the_identity() -> None:
     assert torch.equal(y, x)
 
 
+@pytest.mark.parametrize("p", [0.5, 1.0])
+def test_the_chosen_images_get_the_policy_and_the_others_stay(p: float) -> None:
+    x = images(16)
+    params = draw_params(16, 16, p, torch.Generator().manual_seed(9))
+    chosen = params.apply[POLICIES.index("translation")]
+    y = augment(x, ("translation",), params)
+    assert torch.equal(y[chosen], translate(x, params.shift)[chosen])
+    assert torch.equal(y[~chosen], x[~chosen]) and chosen.any()
+
+
 def test_p_selects_about_that_fraction_of_images() -> None:
     params = draw_params(4000, 16, 0.3, torch.Generator().manual_seed(4))
     assert params.apply.float().mean().item() == pytest.approx(0.3, abs=0.02)
@@ -83,6 +94,19 @@ def test_translation_moves_content_and_reflects_at_the_border() -> None:
     right = translate(x, torch.tensor([[0, -1]]))[0, 0]  # left by one
     assert torch.equal(right[:, :3], x[0, 0, :, 1:])
     assert max_shift(32) == 4 and max_shift(16) == 2  # 1/8 of the side
+
+
+def test_translation_is_each_images_window_of_its_reflected_copy() -> None:
+    x = images(8, 3, 16)
+    shift = draw_params(8, 16, 1.0, torch.Generator().manual_seed(8)).shift
+    r = max_shift(16)
+    padded = np.pad(x.numpy(), ((0, 0), (0, 0), (r, r), (r, r)), mode="reflect")
+    expected = [
+        p[:, r - dy : r - dy + 16, r - dx : r - dx + 16]
+        for p, (dy, dx) in zip(padded, shift.tolist(), strict=True)
+    ]
+    assert torch.equal(translate(x, shift), torch.from_numpy(np.stack(expected)))
+    assert len(set(map(tuple, shift.tolist()))) > 4  # the images moved by different amounts
 
 
 def test_cutout_blanks_a_half_side_square_clipped_at_the_border() -> None:

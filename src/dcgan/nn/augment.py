@@ -79,23 +79,33 @@ def augment(
         "color": lambda x: adjust_color(x, params.brightness, params.saturation, params.contrast),
     }
     for row, name in enumerate(POLICIES):
-        if name in policies:
-            chosen = params.apply[row].to(x.device).view(-1, 1, 1, 1)
-            x = torch.where(chosen, ops[name](x), x)
+        chosen = params.apply[row]  # on the CPU: testing it does not wait for the device
+        if name not in policies or not chosen.any():
+            continue
+        changed = ops[name](x)
+        # At p = 1 every image is chosen, and selecting would only copy the batch again.
+        x = (
+            changed
+            if chosen.all()
+            else torch.where(chosen.to(x.device)[:, None, None, None], changed, x)
+        )
     return x
 
 
 def translate(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """x (B, C, H, W) moved down/right by shift (B, 2) pixels, borders filled by reflection."""
-    b, _, h, w = x.shape
+    """x (B, C, H, W) moved down/right by shift (B, 2) pixels (CPU), borders filled by reflection.
+
+    Each image is one window of its padded copy: B slices and a stack cost a fraction of a
+    gather by index over every pixel, and their gradient is the same.
+    """
+    h, w = x.shape[-2:]
     r = max(max_shift(h), max_shift(w), 1)
-    padded = F.pad(x, (r, r, r, r), mode="reflect")
-    dy, dx = (shift.to(x.device)[:, k] for k in (0, 1))
-    rows = torch.arange(h, device=x.device) + r - dy[:, None]  # (B, H)
-    cols = torch.arange(w, device=x.device) + r - dx[:, None]  # (B, W)
-    batch = torch.arange(b, device=x.device)[:, None, None]
-    out = padded[batch, :, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
-    return out.permute(0, 3, 1, 2)
+    padded = F.pad(x, (r, r, r, r), mode="reflect").permute(0, 2, 3, 1)  # (B, H+2r, W+2r, C)
+    tops, lefts = (r - shift[:, 0]).tolist(), (r - shift[:, 1]).tolist()
+    windows = [
+        p[t : t + h, s : s + w] for p, t, s in zip(padded.unbind(0), tops, lefts, strict=True)
+    ]
+    return torch.stack(windows).permute(0, 3, 1, 2)  # (B, C, H, W), channels-last in memory
 
 
 def cutout(x: torch.Tensor, centre: torch.Tensor, ratio: float = CUTOUT_RATIO) -> torch.Tensor:
