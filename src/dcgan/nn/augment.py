@@ -103,7 +103,7 @@ def translate(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     r = max(max_shift(h), max_shift(w), 1)
     padded = F.pad(x, (r, r, r, r), mode="reflect").permute(0, 2, 3, 1)  # (B, H+2r, W+2r, C)
     side_h, side_w = h + 2 * r, w + 2 * r
-    dy, dx = (shift.to(x.device)[:, k] for k in (0, 1))
+    dy, dx = shift.to(x.device).unbind(1)  # (B,) each, one copy to the device
     rows = torch.arange(h, device=x.device) + r - dy[:, None]  # (B, H)
     cols = torch.arange(w, device=x.device) + r - dx[:, None]  # (B, W)
     first = torch.arange(b, device=x.device)[:, None, None] * (side_h * side_w)
