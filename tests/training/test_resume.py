@@ -26,6 +26,7 @@ from dcgan.training.state import build_state, restore
         {"augment": "translation,cutout,color", "augment_p": 0.7, "g_steps": 2},
         {"augment": "translation,color", "ada_target": 0.6, "ada_interval": 2, "ada_kimg": 0.05},
         {"spectral_norm": True, "mbstd_group": 4},
+        {"joint_d_batch": True, "mbstd_group": 2, "feature_matching": 1.0},
         {"r1_gamma": 5.0, "r1_every": 2, "augment": "translation", "loss": "hinge"},
     ],
 )

@@ -147,6 +147,11 @@ class TrainConfig:
     ema: float = setting(
         0.999, "decay of the moving average of G's weights used for samples (0: off)"
     )
+    joint_d_batch: bool = setting(
+        False,
+        "D sees each update's reals and fakes as one batch: BatchNorm statistics and "
+        "minibatch-std groups span both",
+    )
     augment: str = setting(
         "none", "DiffAugment policies for every image D sees: translation,cutout,color or none"
     )

@@ -6,6 +6,7 @@ Nothing here waits for the device: the statistics come back as tensors on it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -194,8 +195,8 @@ def d_update(
         seen = augmented(state, real, update, 0)
         if r1:
             seen = seen.detach().requires_grad_(True)
-        real_logits = run_d(seen, classes.real)[0]
-        fake_logits = run_d(augmented(state, fake.detach(), update, 1), classes.fake)[0]
+        fake_seen = augmented(state, fake.detach(), update, 1)
+        real_logits, fake_logits = d_pair(run_d, seen, fake_seen, classes, t.joint_d_batch)[0]
     loss_real, loss_fake = updates.loss.d(real_logits, fake_logits, t.real_label)
     loss = loss_real + loss_fake
     if r1:  # lazy: every r1_every steps, weighted by it (StyleGAN2)
@@ -214,6 +215,29 @@ def d_update(
     )
 
 
+def d_pair(
+    run_d: Callable,
+    real: torch.Tensor,
+    fake: torch.Tensor,
+    classes: Classes,
+    joint: bool,
+) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[list[torch.Tensor], list[torch.Tensor]]]:
+    """D (`run_d`, returning logits and block features) on reals and fakes, both (B, C, S, S):
+    as two batches, or with `joint` as one batch of the reals then the fakes, so that D's
+    BatchNorm statistics and minibatch-std groups span both (--joint-d-batch).
+
+    Returns ((real logits (B,), fake logits (B,)), (real features, fake features)).
+    """
+    if not joint:
+        real_logits, real_feats = run_d(real, classes.real)
+        fake_logits, fake_feats = run_d(fake, classes.fake)
+        return (real_logits, fake_logits), (real_feats, fake_feats)
+    n = len(real)
+    labels = None if classes.real is None else torch.cat([classes.real, classes.fake])
+    logits, feats = run_d(torch.cat([real, fake]), labels)
+    return (logits[:n], logits[n:]), ([f[:n] for f in feats], [f[n:] for f in feats])
+
+
 def g_update(
     updates: Updates,
     fake: torch.Tensor,
@@ -228,16 +252,25 @@ def g_update(
 
     Returns G's loss and the feature-matching term, detached.
     """
-    state, amp = updates.state, updates.amp
+    state, amp, joint = updates.state, updates.amp, updates.cfg.train.joint_d_batch
     d = state.discriminator
     d.requires_grad_(False)  # skips D's weight gradients: only G is updated
     with amp.autocast():
-        logits, fake_feats = state.runners.d_frozen(augmented(state, fake, update, 0), classes.fake)
+        seen = augmented(state, fake, update, 0)
+        if joint:  # the reals only set D's batch statistics here: no gradient through them
+            real_seen = augmented(state, real, update, 1).detach()
+            (_, logits), (real_feats, fake_feats) = d_pair(
+                state.runners.d_frozen, real_seen, seen, classes, joint=True
+            )
+        else:
+            logits, fake_feats = state.runners.d_frozen(seen, classes.fake)
     loss_g = updates.loss.g(logits)
     loss_fm = torch.zeros((), device=fake.device)
     if fm_weight > 0:
-        with torch.no_grad(), amp.autocast():
-            _, real_feats = state.runners.d_frozen(augmented(state, real, update, 1), classes.real)
+        if not joint:
+            with torch.no_grad(), amp.autocast():
+                real_seen = augmented(state, real, update, 1)
+                _, real_feats = state.runners.d_frozen(real_seen, classes.real)
         loss_fm = feature_matching(real_feats, fake_feats)
         loss_g = loss_g + fm_weight * loss_fm
     scaler = state.scalers.g if state.scalers else None
