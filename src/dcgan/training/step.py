@@ -247,8 +247,8 @@ def g_update(
     classes: Classes = UNCONDITIONAL,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One G step on `fake` (B, C, S, S) with its graph, as training update `update`; D's
-    weights get no gradients here. Augmentation: call 0 the fakes, call 1 the reals of
-    feature matching.
+    weights get no gradients here. Augmentation: call 0 the fakes, call 1 the reals (which
+    D sees only for feature matching or, with --joint-d-batch, in the same batch as the fakes).
 
     Returns G's loss and the feature-matching term, detached.
     """
