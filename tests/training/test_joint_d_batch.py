@@ -36,7 +36,7 @@ def batches_d_saw(cfg: Config, monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
 
 @pytest.mark.parametrize("conditional", [False, True])
-def test_each_update_runs_d_once_on_reals_then_fakes(
+def test_each_update_runs_d_once_on_reals_and_fakes_together(
     tiny_config: Config, monkeypatch: pytest.MonkeyPatch, conditional: bool
 ) -> None:
     batch = tiny_config.train.batch_size
