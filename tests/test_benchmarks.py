@@ -154,3 +154,30 @@ def test_the_gpu_checks_dry_run_writes_its_table(tmp_path: Path) -> None:
     assert demo["fid_cpu"] > 0 and demo["fid_gpu_minus_cpu"] == 0 and demo["n"] == 8
     table = (tmp_path / "gpu-check.md").read_text()
     assert "| 64x64x3 | 8 |" in table and "CPU (dry run)" in table
+
+
+TONE = _load(Path(__file__).parent.parent / "benchmarks" / "sample_tone.py")
+
+
+def test_sample_tone_reads_each_tile_of_a_preview_grid(tmp_path: Path, capsys) -> None:
+    import torch
+    from PIL import Image
+
+    from dcgan.images import make_grid
+
+    # six 8px tiles in a 4-wide grid (two cells empty): black, white, then grey 0.5
+    values = [0, 255, 128, 128, 128, 128]
+    images = torch.stack([torch.full((3, 8, 8), v, dtype=torch.uint8) for v in values])
+    grid = make_grid(images, nrow=4).permute(1, 2, 0).numpy()
+    cut = TONE.tiles(grid, 8)
+    assert cut.shape == (8, 8, 8, 3)  # every cell of the 2 x 4 grid
+    assert [round(t.mean() * 255) for t in cut[:6]] == values
+    mean, dark = TONE.tone(cut[:6])
+    assert abs(mean - (255 + 4 * 128) / 255 / 6) < 1e-9 and dark == 1 / 6
+    run = tmp_path / "run"
+    (run / "samples").mkdir(parents=True)
+    for step in (500, 1000):
+        Image.fromarray(grid).save(run / "samples" / f"step-{step:06d}.png")
+    TONE.main([str(run), "--image-size", "8"])
+    out = capsys.readouterr().out
+    assert "500" in out and "1000" in out and "37.5%" in out  # 1 black tile, 2 empty cells

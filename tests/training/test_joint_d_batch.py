@@ -12,7 +12,7 @@ from dcgan.nn.models import Discriminator
 from dcgan.training.batches import RealBatches, prepare_images
 from dcgan.training.precision import Precision
 from dcgan.training.state import build_state
-from dcgan.training.step import UNCONDITIONAL, Classes, d_pair, train_step
+from dcgan.training.step import UNCONDITIONAL, Classes, d_pair, joint_layout, train_step
 
 CPU = torch.device("cpu")
 
@@ -61,14 +61,54 @@ def tiny_d(tiny_config: Config, mbstd_group: int) -> Discriminator:
 def test_joint_logits_are_ds_on_the_joined_batch(tiny_config: Config) -> None:
     d = tiny_d(tiny_config, mbstd_group=2)
     real, fake = torch.randn(4, 1, 16, 16), torch.randn(4, 1, 16, 16) + 1.0
-    (r, f), (real_feats, fake_feats) = d_pair(d.forward_features, real, fake, UNCONDITIONAL, True)
-    logits, feats = d.forward_features(torch.cat([real, fake]))
-    assert torch.equal(r, logits[:4]) and torch.equal(f, logits[4:])
-    assert all(torch.equal(a, b[:4]) for a, b in zip(real_feats, feats, strict=True))
-    assert all(torch.equal(a, b[4:]) for a, b in zip(fake_feats, feats, strict=True))
+    (r, f), (real_feats, fake_feats) = d_pair(
+        d.forward_features, real, fake, UNCONDITIONAL, True, mbstd_group=2
+    )
+    # runs of two: real 0, 1, fake 0, 1, real 2, 3, fake 2, 3
+    order = torch.cat([real[:2], fake[:2], real[2:], fake[2:]])
+    logits, feats = d.forward_features(order)
+    assert torch.equal(r, logits[[0, 1, 4, 5]]) and torch.equal(f, logits[[2, 3, 6, 7]])
+    assert all(torch.equal(a, b[[0, 1, 4, 5]]) for a, b in zip(real_feats, feats, strict=True))
+    assert all(torch.equal(a, b[[2, 3, 6, 7]]) for a, b in zip(fake_feats, feats, strict=True))
     # apart, BatchNorm normalises the shifted fakes by their own statistics: other logits
     (r_apart, f_apart), _ = d_pair(d.forward_features, real, fake, UNCONDITIONAL, False)
     assert not torch.allclose(r, r_apart) and not torch.allclose(f, f_apart)
+
+
+@pytest.mark.parametrize(("batch", "group"), [(4, 2), (8, 4), (12, 4), (32, 4), (6, 3), (3, 3)])
+def test_joint_minibatch_std_groups_are_the_groups_each_half_forms_alone(
+    tiny_config: Config, batch: int, group: int
+) -> None:
+    """With BatchNorm on its running statistics only minibatch std spans the batch: if every
+    image sits in the group it has alone, the joint logits are the logits apart."""
+    d = tiny_d(tiny_config, mbstd_group=group).eval()
+    real, fake = torch.randn(batch, 1, 16, 16), torch.randn(batch, 1, 16, 16) * 3 + 1.0
+    (r, f), (rf, ff) = d_pair(d.forward_features, real, fake, UNCONDITIONAL, True, group)
+    (r_apart, f_apart), (rf_apart, ff_apart) = d_pair(
+        d.forward_features, real, fake, UNCONDITIONAL, False, group
+    )
+    torch.testing.assert_close(r, r_apart)
+    torch.testing.assert_close(f, f_apart)
+    for a, b in zip(rf + ff, rf_apart + ff_apart, strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_joint_layout_stacks_the_halves_when_no_layout_keeps_the_groups_apart() -> None:
+    # 6 images alone form groups of gcd(6, 4) = 2; 12 form groups of 4, which must mix
+    assert joint_layout(6, 4).run == 6
+    assert joint_layout(32, 4).run == 8 and joint_layout(32, 0).run == 32
+    layout = joint_layout(8, 4)
+    real, fake = torch.arange(8.0), -torch.arange(8.0)
+    both = layout.join(real, fake)
+    assert both.tolist() == [0, 1, -0, -1, 2, 3, -2, -3, 4, 5, -4, -5, 6, 7, -6, -7]
+    assert [t.tolist() for t in layout.split(both)] == [real.tolist(), fake.tolist()]
+
+
+def test_the_joint_batch_keeps_a_channels_last_layout() -> None:
+    layout = joint_layout(8, 4)
+    real = torch.randn(8, 3, 4, 4).to(memory_format=torch.channels_last)
+    both = layout.join(real, real.clone())
+    assert both.is_contiguous(memory_format=torch.channels_last)
 
 
 def test_joint_and_apart_agree_where_no_statistic_spans_the_batch(tiny_config: Config) -> None:

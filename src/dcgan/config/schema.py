@@ -149,8 +149,8 @@ class TrainConfig:
     )
     joint_d_batch: bool = setting(
         False,
-        "D sees each update's reals and fakes as one batch: BatchNorm statistics and "
-        "minibatch-std groups span both",
+        "D sees each update's reals and fakes as one batch: BatchNorm statistics span both "
+        "(minibatch-std groups stay within each)",
     )
     augment: str = setting(
         "none", "DiffAugment policies for every image D sees: translation,cutout,color or none"
