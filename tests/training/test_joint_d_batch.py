@@ -119,3 +119,17 @@ def test_joint_and_apart_agree_where_no_statistic_spans_the_batch(tiny_config: C
     (r_apart, f_apart), _ = d_pair(d.forward_features, real, fake, labels, False)
     torch.testing.assert_close(r, r_apart)
     torch.testing.assert_close(f, f_apart)
+
+
+def test_joint_labels_follow_their_images(tiny_config: Config) -> None:
+    """A conditional D gets each image's own class in the joint batch's layout."""
+    torch.manual_seed(0)
+    cfg = with_settings(tiny_config, mbstd_group=2, conditional=True, num_classes=10)
+    d = Discriminator(cfg.model).eval()
+    torch.nn.init.normal_(d.embed.weight, 0.0, 1.0)  # classes that move the logits visibly
+    real, fake = torch.randn(8, 1, 16, 16), torch.randn(8, 1, 16, 16)
+    classes = Classes(torch.arange(8), torch.arange(8).flip(0))
+    (r, f), _ = d_pair(d.forward_features, real, fake, classes, True, 2)
+    (r_apart, f_apart), _ = d_pair(d.forward_features, real, fake, classes, False, 2)
+    torch.testing.assert_close(r, r_apart)
+    torch.testing.assert_close(f, f_apart)

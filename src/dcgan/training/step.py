@@ -197,9 +197,9 @@ def d_update(
         if r1:
             seen = seen.detach().requires_grad_(True)
         fake_seen = augmented(state, fake.detach(), update, 1)
-        real_logits, fake_logits = d_pair(
-            run_d, seen, fake_seen, classes, t.joint_d_batch, updates.cfg.model.mbstd_group, False
-        )[0]
+        mbstd = updates.cfg.model.mbstd_group
+        pair = d_pair(run_d, seen, fake_seen, classes, t.joint_d_batch, mbstd, features=False)
+        real_logits, fake_logits = pair[0]
     loss_real, loss_fake = updates.loss.d(real_logits, fake_logits, t.real_label)
     loss = loss_real + loss_fake
     if r1:  # lazy: every r1_every steps, weighted by it (StyleGAN2)
@@ -234,7 +234,8 @@ def d_pair(
     half would form alone, reals with reals and fakes with fakes (see `joint_layout`).
 
     Returns ((real logits (B,), fake logits (B,)), (real features, fake features)); joint
-    without `features`, the feature lists are empty (copying them apart costs ~2% of a step).
+    without `features`, the feature lists are empty: D's update has no use for them, and
+    copying them apart would cost it time.
     """
     if not joint:
         real_logits, real_feats = run_d(real, classes.real)
