@@ -263,14 +263,20 @@ def check_size(cfg: ModelConfig) -> None:
         )
 
 
+def mbstd_group_size(batch: int, group: int) -> int:
+    """How many images `minibatch_std` puts in each group of a batch of `batch`: gcd(batch,
+    group), `group` itself whenever it divides the batch. Image i belongs to group
+    i mod (batch / size)."""
+    return math.gcd(batch, group)
+
+
 def minibatch_std(x: torch.Tensor, group: int) -> torch.Tensor:
     """x (B, C, H, W) with one more channel (B, C + 1, H, W): for each group of images, the
     standard deviation of every feature over the group, averaged over features and positions
     (Karras et al. 2018). D then sees how alike a batch's images are, which a G that collapses
-    to a few outputs cannot hide. Image i belongs to group i mod (B / g), where g is
-    gcd(B, group): `group` itself whenever it divides B. Computed in fp32."""
+    to a few outputs cannot hide. Groups as `mbstd_group_size` says. Computed in fp32."""
     b, c, h, w = x.shape
-    g = math.gcd(b, group)
+    g = mbstd_group_size(b, group)
     # Features last, as channels-last memory already holds them; the mean of squares written
     # out, as torch.var over the first dim ran about 8x slower here on the CPU.
     y = x.permute(0, 2, 3, 1).float().reshape(g, b // g, h * w * c)

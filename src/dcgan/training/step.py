@@ -6,7 +6,6 @@ Nothing here waits for the device: the statistics come back as tensors on it.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, NamedTuple
@@ -17,6 +16,7 @@ from torch import nn
 from dcgan.config import Config
 from dcgan.nn.ema import decay_at, update_ema
 from dcgan.nn.losses import GANLoss, feature_matching, r1_penalty
+from dcgan.nn.models import mbstd_group_size
 from dcgan.seeding import STREAM_FAKE_LABELS, sample_z, seed_for, update_number
 from dcgan.training.precision import Precision
 from dcgan.training.state import TrainState
@@ -271,14 +271,15 @@ class JointLayout(NamedTuple):
 def joint_layout(batch: int, mbstd_group: int) -> JointLayout:
     """The joint batch's layout for B = `batch` and D's minibatch-std `mbstd_group`.
 
-    Alone, B images form groups i mod (B / g), g = gcd(B, group); together 2B images form
-    groups i mod (2B / g2), g2 = gcd(2B, group). When g2 = g, runs of B / g reals and B / g
-    fakes put every real i in group i mod (B / g) with the same reals as alone, and every group
-    holds only reals or only fakes. Otherwise (2B splits into larger groups than B, as for
-    B = 6 and group 4) no layout keeps them apart, and the halves are simply stacked."""
+    Alone, B images form groups of g = `mbstd_group_size`(B), image i in group i mod (B / g);
+    together, 2B images form groups of g2 = `mbstd_group_size`(2B). When g2 = g, runs of B / g
+    reals and B / g fakes put every real i in group i mod (B / g) with the same reals as alone,
+    and every group holds only reals or only fakes. Otherwise (2B splits into larger groups
+    than B, as for B = 6 and group 4) no layout keeps them apart, and the halves are simply
+    stacked."""
     if mbstd_group > 0:
-        g = math.gcd(batch, mbstd_group)
-        if math.gcd(2 * batch, mbstd_group) == g:
+        g = mbstd_group_size(batch, mbstd_group)
+        if mbstd_group_size(2 * batch, mbstd_group) == g:
             return JointLayout(batch, batch // g)
     return JointLayout(batch, batch)
 
