@@ -20,6 +20,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from dcgan.run.rundir import SAMPLES_DIR
+
 PADDING = 2  # dcgan.images.make_grid's default, which the previews use
 DARK = 0.2  # grey level below which a pixel counts as near black
 STEP = re.compile(r"step-(\d+)\.png$")
@@ -51,11 +53,13 @@ def grids_of(path: Path) -> list[tuple[str, Path]]:
     if path.is_dir():
         found = [
             (m, p)
-            for p in sorted((path / "samples").glob("step-*.png"))
+            for p in sorted((path / SAMPLES_DIR).glob("step-*.png"))
             if (m := STEP.search(p.name))
         ]
         if not found:
-            raise SystemExit(f"{path}: no samples/step-*.png; pass a run directory or a grid PNG")
+            raise SystemExit(
+                f"{path}: no {SAMPLES_DIR}/step-*.png; pass a run directory or a grid PNG"
+            )
         return [(str(int(m.group(1))), p) for m, p in found]
     if not path.is_file():
         raise SystemExit(f"{path}: no such run directory or grid PNG")
