@@ -62,6 +62,25 @@ def test_the_folder_recipe_is_64px_colour(tmp_path: Path, capsys: pytest.Capture
     assert cfg["train"]["max_minutes"] == 30.0
 
 
+def test_none_on_the_command_line_clears_a_number_the_recipe_set(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The colour recipe turns adaptive augmentation on; `--ada-target none` turns it off
+    (with `--augment none`, which it would otherwise refuse); a bad number is one line."""
+    recipe = Path(__file__).resolve().parent.parent / "configs" / "folder-64.yaml"
+    argv = ["train", "--config", str(recipe), "--data-root", str(tmp_path), "--dry-run"]
+    assert main(argv) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["train"]["ada_target"] == 0.6
+    assert main([*argv, "--augment", "none", "--ada-target", "None"]) == 0
+    train = yaml.safe_load(capsys.readouterr().out)["train"]
+    assert (train["augment"], train["ada_target"]) == ("none", None)
+    with pytest.raises(SystemExit):
+        main([*argv, "--ada-target", "high"])
+    assert capsys.readouterr().err.strip().endswith("invalid float value: 'high'")
+    assert main([*argv, "--augment", "none"]) != 0
+    assert "also pass --ada-target none" in capsys.readouterr().err
+
+
 def test_precedence_defaults_yaml_flags(tmp_path: Path) -> None:
     f = tmp_path / "c.yaml"
     f.write_text("train:\n  lr: 0.001\n  batch_size: 32\nmodel:\n  image_size: 64\n")

@@ -52,8 +52,21 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif typing.get_origin(base) is tuple:
             parser.add_argument(flag, nargs=2, type=float, metavar=("B1", "B2"), **kw)
+        elif type(None) in typing.get_args(tp) and base in (int, float):
+            parser.add_argument(flag, type=_or_none(base), **kw)
         else:
             parser.add_argument(flag, type=base, **kw)
+
+
+def _or_none(base: type) -> typing.Callable[[str], Any]:
+    """The flag's type for an optional number: `none` clears a value the --config file set
+    (`--ada-target none` turns the recipe's adaptive augmentation off)."""
+
+    def parse(text: str) -> Any:
+        return None if text.strip().lower() == "none" else base(text)
+
+    parse.__name__ = base.__name__  # argparse names it in "invalid float value: 'x'"
+    return parse
 
 
 def config_flags(ns: argparse.Namespace) -> dict[str, Any]:

@@ -124,7 +124,10 @@ def _check_augmentation(cfg: Config) -> None:
     if t.ada_target is not None:
         _in_range(ada_target=(t.ada_target, 0.0, 1.0, True))
         if not policies:
-            raise ConfigError("ada_target: adaptive augmentation needs --augment policies")
+            raise ConfigError(
+                "ada_target: adaptive augmentation needs --augment policies; with --augment "
+                "none, also pass --ada-target none"
+            )
     _positive(ada_interval=t.ada_interval)
     if not (math.isfinite(t.ada_kimg) and t.ada_kimg > 0):
         raise ConfigError(f"ada_kimg: {t.ada_kimg} must be a positive number")

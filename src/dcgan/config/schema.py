@@ -161,7 +161,9 @@ class TrainConfig:
         f"cutout's square side as a fraction of the image side (DiffAugment's: {CUTOUT_RATIO})",
     )
     ada_target: float | None = setting(
-        None, "adaptive augmentation: steer p (from 0) to keep E[sign(D(real))] at this, e.g. 0.6"
+        None,
+        "adaptive augmentation: steer p (from 0) to keep E[sign(D(real))] at this, e.g. 0.6 "
+        "(none: a fixed --augment-p)",
     )
     ada_interval: int = setting(4, "steps between adjustments of the adaptive p")
     ada_kimg: float = setting(100.0, "thousands of real images over which p may go from 0 to 1")
