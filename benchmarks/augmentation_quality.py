@@ -26,6 +26,7 @@ from dcgan.evaluation.evaluate import evaluate
 from dcgan.evaluation.features import InceptionFeatures
 from dcgan.evaluation.reference import reference_features
 from dcgan.fsio import append_jsonl, atomic_write_text
+from dcgan.run.rundir import kept_checkpoints
 from dcgan.run.sources import load_generator
 from dcgan.training.loop import train
 
@@ -50,8 +51,7 @@ def run_variant(name: str, seed: int, args: argparse.Namespace) -> list[dict]:
     run_dir = train(cfg).run_dir
     seconds = time.perf_counter() - start
     rows = []
-    for path in sorted((run_dir / "checkpoints").glob("step-*.pt")):
-        step = int(path.stem.split("-")[1])
+    for step, path in kept_checkpoints(run_dir).items():
         rows.append(score(cfg, path, args) | {"variant": name, "seed": seed, "step": step})
     rows[-1]["train_seconds"] = round(seconds, 1)
     return rows

@@ -14,17 +14,15 @@ found `--joint-d-batch`'s samples darkening from about step 12,000 (docs/experim
 from __future__ import annotations
 
 import argparse
-import re
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from dcgan.run.rundir import SAMPLES_DIR
+from dcgan.run.rundir import SAMPLES_DIR, preview_grids
 
 PADDING = 2  # dcgan.images.make_grid's default, which the previews use
 DARK = 0.2  # grey level below which a pixel counts as near black
-STEP = re.compile(r"step-(\d+)\.png$")
 
 
 def tiles(grid: np.ndarray, size: int, padding: int = PADDING) -> np.ndarray:
@@ -51,16 +49,12 @@ def tone(images: np.ndarray) -> tuple[float, float]:
 def grids_of(path: Path) -> list[tuple[str, Path]]:
     """A run directory -> its preview grids by step; a PNG -> itself."""
     if path.is_dir():
-        found = [
-            (m, p)
-            for p in sorted((path / SAMPLES_DIR).glob("step-*.png"))
-            if (m := STEP.search(p.name))
-        ]
+        found = preview_grids(path)
         if not found:
             raise SystemExit(
                 f"{path}: no {SAMPLES_DIR}/step-*.png; pass a run directory or a grid PNG"
             )
-        return [(str(int(m.group(1))), p) for m, p in found]
+        return [(str(step), p) for step, p in found.items()]
     if not path.is_file():
         raise SystemExit(f"{path}: no such run directory or grid PNG")
     return [(path.name, path)]

@@ -1,4 +1,5 @@
-"""stats.jsonl is read record by record: a damaged line is skipped and named, never fatal."""
+"""The run directory: stats.jsonl is read record by record (a damaged line is skipped and named,
+never fatal), and the preview grids are listed in step order."""
 
 import json
 from pathlib import Path
@@ -9,7 +10,7 @@ from conftest import with_settings
 from dcgan.cli import main
 from dcgan.config import Config
 from dcgan.errors import Recovered
-from dcgan.run.rundir import read_stats, stats_problem
+from dcgan.run.rundir import SAMPLES_DIR, preview_grids, preview_path, read_stats, stats_problem
 from dcgan.training.loop import train
 
 
@@ -65,3 +66,16 @@ def test_damaged_stats_are_skipped_by_every_reader(
         resumed = train(cfg, resume=run)  # its checkpoints and card read the stats again
     assert resumed.step == 8
     assert [r["step"] for r in read_stats(run)] == [6, 8]
+
+
+def test_preview_grids_come_in_step_order_past_six_digits(tmp_path: Path) -> None:
+    """Grids are named by step in six digits; a run past 999,999 steps still lists them oldest
+    first (by number, not name), and other files in samples/ are not grids."""
+    for step in (999_999, 1_000_000, 500):
+        path = preview_path(tmp_path, step)
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"png")
+    (tmp_path / SAMPLES_DIR / "step-notes.txt").write_text("not a grid")
+    grids = preview_grids(tmp_path)
+    assert list(grids) == [500, 999_999, 1_000_000]
+    assert grids[500].name == "step-000500.png"

@@ -18,7 +18,13 @@ from dcgan.config import Config, ModelConfig, from_dict
 from dcgan.errors import ConfigError, Recovered, shown
 from dcgan.fsio import atomic_write, atomic_write_text, read_small
 from dcgan.nn.models import Generator
-from dcgan.run.rundir import CONFIG_FILE, METRICS_FILE, SAMPLES_DIR, read_config, read_stats
+from dcgan.run.rundir import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    preview_grids,
+    read_config,
+    read_stats,
+)
 
 CARD_NAME = "README.md"
 EXPORT_STEM = "generator"  # the main export, generator.safetensors
@@ -79,7 +85,7 @@ def training_fids(run: Path) -> list[dict[str, Any]]:
 
 def latest_grid(run: Path) -> Path | None:
     """The newest preview grid, samples/step-*.png."""
-    grids = sorted((run / SAMPLES_DIR).glob("step-*.png"))
+    grids = list(preview_grids(run).values())
     return grids[-1] if grids else None
 
 

@@ -27,13 +27,19 @@ from dcgan.fsio import atomic_write_text, read_small
 from dcgan.run.card import (
     cell,
     evaluations,
-    latest_grid,
     metric_values,
     read_records,
     training_fids,
 )
 from dcgan.run.plots import plot_losses
-from dcgan.run.rundir import CONFIG_FILE, METRICS_FILE, SAMPLES_DIR, STATS_FILE, read_stats
+from dcgan.run.rundir import (
+    CONFIG_FILE,
+    METRICS_FILE,
+    SAMPLES_DIR,
+    STATS_FILE,
+    preview_grids,
+    read_stats,
+)
 
 MAX_IMAGE_BYTES = 8 * 1024 * 1024  # a bigger picture is named, not embedded
 TIMELINE = 8  # preview grids shown over time
@@ -145,14 +151,6 @@ def _figure(path: Path, caption: str, section: Section, width: str | None = None
     return f'<figure><img src="{uri}" alt="{alt}"{style}><figcaption>{alt}</figcaption></figure>\n'
 
 
-def _grids(run: Path) -> list[Path]:
-    return sorted((run / SAMPLES_DIR).glob("step-*.png"))
-
-
-def _step_of(path: Path) -> str:
-    return path.stem.removeprefix("step-").lstrip("0") or "0"
-
-
 # ---------------------------------------------------------------------------- sections
 
 
@@ -200,21 +198,22 @@ def _curves(run: Path, section: Section) -> None:
 
 
 def _timeline(run: Path, section: Section) -> None:
-    grids = _grids(run)
+    grids = list(preview_grids(run).items())
     if not grids:
         section.notes.append(f"no preview grids in {run / SAMPLES_DIR}")
         return
     picks = sorted({round(i * (len(grids) - 1) / max(TIMELINE - 1, 1)) for i in range(TIMELINE)})
     shown = [grids[i] for i in picks if i < len(grids)]
-    section.body = "".join(_figure(p, f"step {_step_of(p)}", section) for p in shown)
+    section.body = "".join(_figure(p, f"step {step}", section) for step, p in shown)
 
 
 def _latest(run: Path, section: Section) -> None:
-    grid = latest_grid(run)
-    if grid is None:
+    grids = preview_grids(run)
+    if not grids:
         section.notes.append(f"no preview grid in {run / SAMPLES_DIR}")
         return
-    section.body = _figure(grid, f"step {_step_of(grid)} ({grid.name})", section, "600px")
+    step, grid = list(grids.items())[-1]
+    section.body = _figure(grid, f"step {step} ({grid.name})", section, "600px")
 
 
 def _table(head: list[str], rows: list[list[Any]]) -> str:

@@ -21,6 +21,7 @@ CHECKPOINT_DIR = "checkpoints"
 SAMPLES_DIR = "samples"
 _NUMBERED = re.compile(r"^(\d{5,})-")
 _KEPT = re.compile(r"step-(\d+)\.pt")
+_GRID = re.compile(r"step-(\d+)\.png")
 
 
 def latest_checkpoint(run_dir: str | Path) -> Path:
@@ -30,9 +31,24 @@ def latest_checkpoint(run_dir: str | Path) -> Path:
 
 def kept_checkpoints(run_dir: str | Path) -> dict[int, Path]:
     """The run's kept `step-NNNNNN.pt` checkpoints by step, oldest first."""
+    return _by_step(Path(run_dir) / CHECKPOINT_DIR, _KEPT)
+
+
+def preview_path(run_dir: str | Path, step: int) -> Path:
+    """Where the preview grid of `step` goes: samples/step-NNNNNN.png."""
+    return Path(run_dir) / SAMPLES_DIR / f"step-{step:06d}.png"
+
+
+def preview_grids(run_dir: str | Path) -> dict[int, Path]:
+    """The run's preview grids by step, oldest first (by number: step-1000000.png comes after
+    step-999999.png, where sorting the names would put it first)."""
+    return _by_step(Path(run_dir) / SAMPLES_DIR, _GRID)
+
+
+def _by_step(folder: Path, name: re.Pattern[str]) -> dict[int, Path]:
     found = {}
-    for path in (Path(run_dir) / CHECKPOINT_DIR).glob("step-*.pt"):
-        if match := _KEPT.fullmatch(path.name):
+    for path in folder.glob("step-*"):
+        if match := name.fullmatch(path.name):
             found[int(match.group(1))] = path
     return dict(sorted(found.items()))
 

@@ -137,7 +137,7 @@ def make_record(ctx: RunContext, state: TrainState) -> dict[str, Any]:
 def write_sample(ctx: RunContext, state: TrainState) -> Path:
     """Preview grid from the fixed noise, G (or its average) in eval mode without gradients."""
     images = render(sampling_generator(state, ctx.cfg), state.fixed_z, state.fixed_labels)
-    path = ctx.run_dir / rundir.SAMPLES_DIR / f"step-{state.step:06d}.png"
+    path = rundir.preview_path(ctx.run_dir, state.step)
     grid = make_grid(images, nrow=state.preview_columns)
     ctx.board.image(state.step, grid)
     return save_png(grid, path)
@@ -253,7 +253,7 @@ def finish(ctx: RunContext, state: TrainState, stopped_by: str | None) -> None:
 
 def summary_figures(ctx: RunContext) -> None:
     """progress.gif from the preview grids, and losses.png."""
-    frames = sorted((ctx.run_dir / rundir.SAMPLES_DIR).glob("step-*.png"))
+    frames = list(rundir.preview_grids(ctx.run_dir).values())
     if frames:
         save_gif(frames, ctx.run_dir / "progress.gif")
     records = rundir.read_stats(ctx.run_dir)
