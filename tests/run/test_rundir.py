@@ -10,7 +10,14 @@ from conftest import with_settings
 from dcgan.cli import main
 from dcgan.config import Config
 from dcgan.errors import Recovered
-from dcgan.run.rundir import SAMPLES_DIR, preview_grids, preview_path, read_stats, stats_problem
+from dcgan.run.rundir import (
+    SAMPLES_DIR,
+    latest_preview,
+    preview_grids,
+    preview_path,
+    read_stats,
+    stats_problem,
+)
 from dcgan.training.loop import train
 
 
@@ -79,3 +86,5 @@ def test_preview_grids_come_in_step_order_past_six_digits(tmp_path: Path) -> Non
     grids = preview_grids(tmp_path)
     assert list(grids) == [500, 999_999, 1_000_000]
     assert grids[500].name == "step-000500.png"
+    assert latest_preview(tmp_path) == (1_000_000, grids[1_000_000])
+    assert latest_preview(tmp_path / "empty") is None

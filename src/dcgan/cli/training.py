@@ -26,7 +26,7 @@ def train_arguments(t: argparse.ArgumentParser) -> None:
 
 
 def run_train(ns: argparse.Namespace) -> int:
-    from dcgan.run.rundir import SAMPLES_DIR, preview_grids
+    from dcgan.run.rundir import SAMPLES_DIR, latest_preview
     from dcgan.run.sources import read_run_config
     from dcgan.training.distributed import env_rank, launched_by_torchrun
     from dcgan.training.guards import EXIT_CODES, OUT_OF_TIME
@@ -54,7 +54,7 @@ def run_train(ns: argparse.Namespace) -> int:
         samples = result.run_dir / SAMPLES_DIR
         print(f"run directory: {result.run_dir}")
         print(f"samples:       {samples}")
-        print(f"final grid:    {list(preview_grids(result.run_dir).values())[-1]}")
+        print(f"final grid:    {latest_preview(result.run_dir)[1]}")
     if launched_by_torchrun():
         leave_now(code)
     return code

@@ -21,7 +21,7 @@ from dcgan.nn.models import Generator
 from dcgan.run.rundir import (
     CONFIG_FILE,
     METRICS_FILE,
-    preview_grids,
+    latest_preview,
     read_config,
     read_stats,
 )
@@ -83,12 +83,6 @@ def training_fids(run: Path) -> list[dict[str, Any]]:
     return [r for r in stats if isinstance(r.get("fid"), (int, float))]
 
 
-def latest_grid(run: Path) -> Path | None:
-    """The newest preview grid, samples/step-*.png."""
-    grids = list(preview_grids(run).values())
-    return grids[-1] if grids else None
-
-
 def refresh_card(run: str | Path) -> Path | None:
     """Rewrite the model card of the run's export (after a new measurement); None when the
     run has no export."""
@@ -110,7 +104,8 @@ def write_card(
     meta = _export_meta(directory / f"{name}.json")
     model = generator.cfg if generator is not None else _model(meta)
     cfg = _run_config(run)
-    grid = latest_grid(run) if run is not None else None
+    latest = latest_preview(run) if run is not None else None
+    grid = latest[1] if latest is not None else None
     shown = None
     if grid is not None:
         if grid.resolve().is_relative_to(directory.resolve()):

@@ -37,6 +37,7 @@ from dcgan.run.rundir import (
     METRICS_FILE,
     SAMPLES_DIR,
     STATS_FILE,
+    latest_preview,
     preview_grids,
     read_stats,
 )
@@ -208,11 +209,11 @@ def _timeline(run: Path, section: Section) -> None:
 
 
 def _latest(run: Path, section: Section) -> None:
-    grids = preview_grids(run)
-    if not grids:
+    latest = latest_preview(run)
+    if latest is None:
         section.notes.append(f"no preview grid in {run / SAMPLES_DIR}")
         return
-    step, grid = list(grids.items())[-1]
+    step, grid = latest
     section.body = _figure(grid, f"step {step} ({grid.name})", section, "600px")
 
 

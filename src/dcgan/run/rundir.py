@@ -45,6 +45,12 @@ def preview_grids(run_dir: str | Path) -> dict[int, Path]:
     return _by_step(Path(run_dir) / SAMPLES_DIR, _GRID)
 
 
+def latest_preview(run_dir: str | Path) -> tuple[int, Path] | None:
+    """(step, path) of the run's newest preview grid, or None before the first."""
+    grids = preview_grids(run_dir)
+    return next(reversed(grids.items())) if grids else None
+
+
 def _by_step(folder: Path, name: re.Pattern[str]) -> dict[int, Path]:
     found = {}
     for path in folder.glob("step-*"):

@@ -310,8 +310,8 @@ def g_update(
                 real_seen,
                 seen,
                 classes,
-                True,
-                cfg.model.mbstd_group,
+                joint=True,
+                mbstd_group=cfg.model.mbstd_group,
                 features=fm_weight > 0,
             )
         else:
