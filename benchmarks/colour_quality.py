@@ -79,8 +79,8 @@ def run_segment(cfg: Config, run_dir: Path | None, minutes: float, step: int | N
     checkpoint it ends at as `step-N.pt`, so a rerun can go back to it."""
     cfg = merge(cfg, {"max_minutes": minutes}, "benchmark")
     result = train(cfg, resume=run_dir, from_step=step)
-    ckpt_dir = result.run_dir / rundir.CHECKPOINT_DIR
-    shutil.copy2(rundir.latest_checkpoint(result.run_dir), ckpt_dir / f"step-{result.step:06d}.pt")
+    kept = rundir.kept_checkpoint_path(result.run_dir, result.step)
+    shutil.copy2(rundir.latest_checkpoint(result.run_dir), kept)
     return result.run_dir
 
 

@@ -29,6 +29,11 @@ def latest_checkpoint(run_dir: str | Path) -> Path:
     return Path(run_dir) / CHECKPOINT_DIR / "latest.pt"
 
 
+def kept_checkpoint_path(run_dir: str | Path, step: int) -> Path:
+    """Where the kept checkpoint of `step` goes: checkpoints/step-NNNNNN.pt."""
+    return Path(run_dir) / CHECKPOINT_DIR / f"step-{step:06d}.pt"
+
+
 def kept_checkpoints(run_dir: str | Path) -> dict[int, Path]:
     """The run's kept `step-NNNNNN.pt` checkpoints by step, oldest first."""
     return _by_step(Path(run_dir) / CHECKPOINT_DIR, _KEPT)

@@ -168,8 +168,7 @@ def write_checkpoint(ctx: RunContext, state: TrainState, keep: bool) -> Path:
     so after a failed write it still holds the previous good step.
     """
     run_dir, cfg = ctx.run_dir, ctx.cfg
-    ckpt_dir = run_dir / rundir.CHECKPOINT_DIR
-    paths = [ckpt_dir / f"step-{state.step:06d}.pt"] if keep else []
+    paths = [rundir.kept_checkpoint_path(run_dir, state.step)] if keep else []
     sampling = sampling_generator(state, cfg)  # first: the saved average's statistics match
     meta = {"step": state.step, "z_dist": cfg.train.z_dist, "ema": cfg.train.ema}
     if state.class_names:
@@ -179,7 +178,8 @@ def write_checkpoint(ctx: RunContext, state: TrainState, keep: bool) -> Path:
         export_generator(sampling, run_dir, meta)
     except OSError as e:
         raise CheckpointError(
-            f"could not write the step {state.step} checkpoint in {ckpt_dir} "
+            f"could not write the step {state.step} checkpoint in "
+            f"{run_dir / rundir.CHECKPOINT_DIR} "
             f"({e.strerror or e}); latest.pt still holds the previous one: free space, then "
             f"dcgan train --resume {run_dir}"
         ) from None
