@@ -113,6 +113,7 @@ def test_yaml_round_trip() -> None:
         ({"real_label": 1.5}, "real_label: 1.5"),
         ({"d_dropout": 1.0}, "d_dropout: 1.0"),
         ({"mbstd_group": -1}, "mbstd_group: -1 must be in [0, 1024]"),
+        ({"feature_matching_steps": -1}, "feature_matching_steps: -1 must be >= 0"),
         ({"loss": "wasserstein"}, "loss: 'wasserstein'"),
         ({"device": "tpu"}, "device: 'tpu'"),
         ({"z_dist": "cauchy"}, "z_dist: 'cauchy'"),

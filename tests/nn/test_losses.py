@@ -74,7 +74,35 @@ def test_minimax_saturates_where_non_saturating_does_not() -> None:
 
 
 def test_feature_matching() -> None:
-    a = [torch.ones(4, 2, 3, 3), torch.zeros(4, 5, 1, 1)]
-    b = [torch.zeros(4, 2, 3, 3), torch.zeros(4, 5, 1, 1)]
-    assert feature_matching(a, a).item() == 0.0
-    assert feature_matching(a, b).item() == pytest.approx(1.0)
+    fakes = torch.tensor([False, True, False, True])  # rows 1 and 3 are generated
+    same = [torch.ones(4, 2, 3, 3), torch.zeros(4, 5, 1, 1)]
+    apart = [torch.tensor([0.0, 1, 0, 1])[:, None, None, None].expand(4, 2, 3, 3), same[1]]
+    assert feature_matching(same, fakes).item() == 0.0
+    assert feature_matching(apart, fakes).item() == pytest.approx(1.0)
+
+
+def by_autograd(feats: list[torch.Tensor], fakes: torch.Tensor) -> torch.Tensor:
+    """The same term left to autograd, reals parted from fakes and treated as constants."""
+    return sum(
+        (f[~fakes].detach().float().mean(0) - f[fakes].float().mean(0)).square().mean()
+        for f in feats
+    )
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_feature_matching_gradient_is_autograds_in_the_features_layout(layout, dtype) -> None:
+    torch.manual_seed(0)
+    fakes = torch.tensor([0, 0, 1, 1, 0, 1, 0, 1], dtype=torch.bool)
+    feats = [
+        torch.randn(8, c, s, s).to(dtype).to(memory_format=layout).requires_grad_()
+        for c, s in ((3, 5), (4, 2), (6, 1))
+    ]
+    ours, theirs = feature_matching(feats, fakes), by_autograd(feats, fakes)
+    torch.testing.assert_close(ours, theirs.float(), rtol=1e-5, atol=1e-6)
+    got = torch.autograd.grad(3.0 * ours, feats)
+    want = torch.autograd.grad(3.0 * theirs, feats)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, rtol=1e-2 if dtype == torch.bfloat16 else 1e-5, atol=1e-6)
+        assert g.dtype == dtype and g[~fakes].abs().sum() == 0  # the reals are constants
+        assert g.is_contiguous(memory_format=layout)  # dense, in the features' own layout

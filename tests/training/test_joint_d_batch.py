@@ -61,18 +61,26 @@ def tiny_d(tiny_config: Config, mbstd_group: int) -> Discriminator:
 def test_joint_logits_are_ds_on_the_joined_batch(tiny_config: Config) -> None:
     d = tiny_d(tiny_config, mbstd_group=2)
     real, fake = torch.randn(4, 1, 16, 16), torch.randn(4, 1, 16, 16) + 1.0
-    (r, f), (real_feats, fake_feats) = d_pair(
-        d.forward_features, real, fake, UNCONDITIONAL, True, mbstd_group=2
-    )
+    pair = d_pair(d.forward_features, real, fake, UNCONDITIONAL, True, mbstd_group=2)
     # runs of two: real 0, 1, fake 0, 1, real 2, 3, fake 2, 3
     order = torch.cat([real[:2], fake[:2], real[2:], fake[2:]])
     logits, feats = d.forward_features(order)
-    assert torch.equal(r, logits[[0, 1, 4, 5]]) and torch.equal(f, logits[[2, 3, 6, 7]])
-    assert all(torch.equal(a, b[[0, 1, 4, 5]]) for a, b in zip(real_feats, feats, strict=True))
-    assert all(torch.equal(a, b[[2, 3, 6, 7]]) for a, b in zip(fake_feats, feats, strict=True))
+    assert torch.equal(pair.real_logits, logits[[0, 1, 4, 5]])
+    assert torch.equal(pair.fake_logits, logits[[2, 3, 6, 7]])
+    assert pair.fake_rows.tolist() == [False, False, True, True] * 2
+    assert all(torch.equal(a, b) for a, b in zip(pair.feats, feats, strict=True))
     # apart, BatchNorm normalises the shifted fakes by their own statistics: other logits
-    (r_apart, f_apart), _ = d_pair(d.forward_features, real, fake, UNCONDITIONAL, False)
-    assert not torch.allclose(r, r_apart) and not torch.allclose(f, f_apart)
+    apart = d_pair(d.forward_features, real, fake, UNCONDITIONAL, False)
+    assert not torch.allclose(pair.real_logits, apart.real_logits)
+    assert not torch.allclose(pair.fake_logits, apart.fake_logits)
+    assert apart.fake_rows.tolist() == [False] * 4 + [True] * 4  # reals first, then fakes
+
+
+def test_without_features_d_pair_returns_no_features(tiny_config: Config) -> None:
+    d = tiny_d(tiny_config, mbstd_group=2)
+    real, fake = torch.randn(4, 1, 16, 16), torch.randn(4, 1, 16, 16)
+    for joint in (True, False):
+        assert d_pair(d.forward_features, real, fake, UNCONDITIONAL, joint, 2, False).feats == []
 
 
 @pytest.mark.parametrize(("batch", "group"), [(4, 2), (8, 4), (12, 4), (32, 4), (6, 3), (3, 3)])
@@ -83,14 +91,13 @@ def test_joint_minibatch_std_groups_are_the_groups_each_half_forms_alone(
     image sits in the group it has alone, the joint logits are the logits apart."""
     d = tiny_d(tiny_config, mbstd_group=group).eval()
     real, fake = torch.randn(batch, 1, 16, 16), torch.randn(batch, 1, 16, 16) * 3 + 1.0
-    (r, f), (rf, ff) = d_pair(d.forward_features, real, fake, UNCONDITIONAL, True, group)
-    (r_apart, f_apart), (rf_apart, ff_apart) = d_pair(
-        d.forward_features, real, fake, UNCONDITIONAL, False, group
-    )
-    torch.testing.assert_close(r, r_apart)
-    torch.testing.assert_close(f, f_apart)
-    for a, b in zip(rf + ff, rf_apart + ff_apart, strict=True):
-        torch.testing.assert_close(a, b)
+    joint = d_pair(d.forward_features, real, fake, UNCONDITIONAL, True, group)
+    apart = d_pair(d.forward_features, real, fake, UNCONDITIONAL, False, group)
+    torch.testing.assert_close(joint.real_logits, apart.real_logits)
+    torch.testing.assert_close(joint.fake_logits, apart.fake_logits)
+    for a, b in zip(joint.feats, apart.feats, strict=True):
+        for fakes in (False, True):  # each half's rows, in batch order
+            torch.testing.assert_close(a[joint.fake_rows == fakes], b[apart.fake_rows == fakes])
 
 
 def test_joint_layout_stacks_the_halves_when_no_layout_keeps_the_groups_apart() -> None:
@@ -115,8 +122,8 @@ def test_joint_and_apart_agree_where_no_statistic_spans_the_batch(tiny_config: C
     d = tiny_d(tiny_config, mbstd_group=0).eval()  # BatchNorm on its running statistics
     real, fake = torch.randn(4, 1, 16, 16), torch.randn(4, 1, 16, 16) + 1.0
     labels = Classes(None, None)
-    (r, f), _ = d_pair(d.forward_features, real, fake, labels, True)
-    (r_apart, f_apart), _ = d_pair(d.forward_features, real, fake, labels, False)
+    r, f, *_ = d_pair(d.forward_features, real, fake, labels, True)
+    r_apart, f_apart, *_ = d_pair(d.forward_features, real, fake, labels, False)
     torch.testing.assert_close(r, r_apart)
     torch.testing.assert_close(f, f_apart)
 
@@ -129,7 +136,7 @@ def test_joint_labels_follow_their_images(tiny_config: Config) -> None:
     torch.nn.init.normal_(d.embed.weight, 0.0, 1.0)  # classes that move the logits visibly
     real, fake = torch.randn(8, 1, 16, 16), torch.randn(8, 1, 16, 16)
     classes = Classes(torch.arange(8), torch.arange(8).flip(0))
-    (r, f), _ = d_pair(d.forward_features, real, fake, classes, True, 2)
-    (r_apart, f_apart), _ = d_pair(d.forward_features, real, fake, classes, False, 2)
+    r, f, *_ = d_pair(d.forward_features, real, fake, classes, True, 2)
+    r_apart, f_apart, *_ = d_pair(d.forward_features, real, fake, classes, False, 2)
     torch.testing.assert_close(r, r_apart)
     torch.testing.assert_close(f, f_apart)

@@ -28,7 +28,7 @@ from dcgan.training.batches import RealBatches, prepare_images, real_batch
 from dcgan.training.loop import train
 from dcgan.training.precision import Precision
 from dcgan.training.state import Runners, TrainState, build_state
-from dcgan.training.step import draw_z, fm_weight_at, lr_scale_at, train_step
+from dcgan.training.step import draw_z, fm_weight_at, joint_layout, lr_scale_at, train_step
 
 CPU = torch.device("cpu")
 FP32 = Precision("fp32", "cpu")
@@ -301,6 +301,22 @@ def test_feature_matching_adds_its_term_to_g_loss(tiny_config: Config) -> None:
     assert stats.loss_g.item() > adversarial[0]
 
 
+def test_feature_matching_on_the_joint_batch_compares_its_reals_and_fakes(
+    tiny_config: Config,
+) -> None:
+    cfg = with_settings(tiny_config, feature_matching=1.0, joint_d_batch=True, mbstd_group=2)
+    state, reals = setup(cfg)
+    _, outputs, loss = spy_g_update(state)
+    stats = train_step(state, reals, loss, FP32, cfg)
+    ((_, feats),) = outputs  # one pass of D over the joined batch in G's update
+    fakes = joint_layout(cfg.train.batch_size, 2).fake_rows()
+    by_hand = sum(
+        ((f[~fakes].float().mean(0) - f[fakes].float().mean(0)) ** 2).mean().item() for f in feats
+    )
+    assert stats.loss_fm.item() > 0
+    assert stats.loss_fm.item() == pytest.approx(by_hand, rel=1e-5)
+
+
 def test_feature_matching_off_or_decayed_is_exactly_zero(tiny_config: Config) -> None:
     for cfg, steps in (
         (tiny_config, 1),
@@ -325,6 +341,8 @@ def test_fm_weight_decays_linearly_to_zero(tiny_config: Config) -> None:
     assert all(s == pytest.approx(-w0 / n) for s in slopes)  # a straight line down
     off = with_settings(tiny_config, feature_matching=0.0)
     assert all(fm_weight_at(off, s) == 0.0 for s in range(4))
+    held = with_settings(tiny_config, feature_matching=w0, feature_matching_steps=0)
+    assert all(fm_weight_at(held, s) == w0 for s in (0, 1, 10**6))  # 0 steps: never decays
 
 
 # ---------------------------------------------------------------------------- lr decay

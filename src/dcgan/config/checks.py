@@ -44,7 +44,6 @@ def validate(cfg: Config) -> Config:
     _at_most(g_steps=(t.g_steps, 100), d_steps=(t.d_steps, 100), num_samples=(o.num_samples, 4096))
     _positive(log_every=o.log_every, sample_every=o.sample_every)
     _positive(checkpoint_every=o.checkpoint_every, num_samples=o.num_samples)
-    _positive(feature_matching_steps=t.feature_matching_steps)
     if t.steps is None:
         _positive(epochs=t.epochs)
     else:
@@ -58,8 +57,7 @@ def validate(cfg: Config) -> Config:
     _in_range(d_dropout=(m.d_dropout, 0.0, 1.0, True), real_label=(t.real_label, 0.0, 1.0, False))
     if not (math.isfinite(t.ema) and 0.0 <= t.ema < 1.0):
         raise ConfigError(f"ema: {t.ema} must be in [0, 1) (0 turns the average off)")
-    if not (math.isfinite(t.feature_matching) and t.feature_matching >= 0):
-        raise ConfigError(f"feature_matching: {t.feature_matching} must be >= 0")
+    _check_feature_matching(t)
     if not (math.isfinite(t.r1_gamma) and 0.0 <= t.r1_gamma <= MAX_R1_GAMMA):
         raise ConfigError(f"r1_gamma: {t.r1_gamma} must be in [0, {MAX_R1_GAMMA}] (0: off)")
     _positive(r1_every=t.r1_every)
@@ -145,6 +143,16 @@ def _check_rates(t: TrainConfig) -> None:
         )
     if not (math.isfinite(t.lr_decay) and 0.0 <= t.lr_decay <= 1.0):
         raise ConfigError(f"lr_decay: {t.lr_decay} must be in [0, 1] (0 keeps the rates constant)")
+
+
+def _check_feature_matching(t: TrainConfig) -> None:
+    if not (math.isfinite(t.feature_matching) and t.feature_matching >= 0):
+        raise ConfigError(f"feature_matching: {t.feature_matching} must be >= 0")
+    if t.feature_matching_steps < 0:
+        raise ConfigError(
+            f"feature_matching_steps: {t.feature_matching_steps} must be >= 0 (0 holds the "
+            "weight for the whole run)"
+        )
 
 
 def _positive(**values: int) -> None:

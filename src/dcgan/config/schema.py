@@ -143,7 +143,9 @@ class TrainConfig:
     feature_matching: float = setting(
         0.0, "initial weight of the auxiliary feature-matching loss on D's features"
     )
-    feature_matching_steps: int = setting(1000, "steps over which that weight decays linearly to 0")
+    feature_matching_steps: int = setting(
+        1000, "steps over which that weight decays linearly to 0 (0: it holds all run)"
+    )
     ema: float = setting(
         0.999, "decay of the moving average of G's weights used for samples (0: off)"
     )

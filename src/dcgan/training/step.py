@@ -156,8 +156,11 @@ def draw_z(state: TrainState, batch: int, cfg: Config) -> torch.Tensor:
 
 
 def fm_weight_at(cfg: Config, step: int) -> float:
-    """Feature-matching weight, decayed linearly from its initial value to 0."""
+    """Feature-matching weight: decayed linearly from its initial value to 0 over
+    `feature_matching_steps`, or held for the whole run when that is 0."""
     t = cfg.train
+    if t.feature_matching_steps == 0:
+        return t.feature_matching
     return t.feature_matching * max(0.0, 1.0 - step / t.feature_matching_steps)
 
 
@@ -199,7 +202,7 @@ def d_update(
         fake_seen = augmented(state, fake.detach(), update, 1)
         mbstd = updates.cfg.model.mbstd_group
         pair = d_pair(run_d, seen, fake_seen, classes, t.joint_d_batch, mbstd, features=False)
-        real_logits, fake_logits = pair[0]
+        real_logits, fake_logits = pair.real_logits, pair.fake_logits
     loss_real, loss_fake = updates.loss.d(real_logits, fake_logits, t.real_label)
     loss = loss_real + loss_fake
     if r1:  # lazy: every r1_every steps, weighted by it (StyleGAN2)
@@ -218,6 +221,15 @@ def d_update(
     )
 
 
+class DPair(NamedTuple):
+    """D's outputs on a batch of reals and a batch of fakes."""
+
+    real_logits: torch.Tensor  # (B,)
+    fake_logits: torch.Tensor  # (B,)
+    feats: list[torch.Tensor]  # each block's output (2B, C, H, W), reals and fakes as rows
+    fake_rows: torch.Tensor  # bool (2B,): the rows of `feats` that are fakes
+
+
 def d_pair(
     run_d: Callable,
     real: torch.Tensor,
@@ -226,26 +238,37 @@ def d_pair(
     joint: bool,
     mbstd_group: int = 0,
     features: bool = True,
-) -> tuple[tuple[torch.Tensor, torch.Tensor], tuple[list[torch.Tensor], list[torch.Tensor]]]:
+) -> DPair:
     """D (`run_d`, returning logits and block features) on reals and fakes, both (B, C, S, S):
     as two batches, or with `joint` as one batch of both, so that D's BatchNorm statistics
     span them (--joint-d-batch). The joint batch is laid out so that D's minibatch-std groups
     of `mbstd_group` (`minibatch_std`: image i in group i mod (2B / g)) are the groups each
     half would form alone, reals with reals and fakes with fakes (see `joint_layout`).
 
-    Returns ((real logits (B,), fake logits (B,)), (real features, fake features)); joint
-    without `features`, the feature lists are empty: D's update has no use for them, and
-    copying them apart would cost it time.
+    Without `features` the feature list is empty: D's update has no use for it. Joint, the
+    features are the batch D saw, rows in the layout's order, not parted into reals and fakes:
+    parting them would cost a copy, and its gradient a slow path (`feature_matching`).
     """
     if not joint:
         real_logits, real_feats = run_d(real, classes.real)
         fake_logits, fake_feats = run_d(fake, classes.fake)
-        return (real_logits, fake_logits), (real_feats, fake_feats)
+        if not features:
+            real_feats = fake_feats = []
+        return DPair(real_logits, fake_logits, *stacked_rows(real_feats, fake_feats, fake))
     run = joint_layout(len(real), mbstd_group)
     labels = None if classes.real is None else run.join(classes.real, classes.fake)
     logits, feats = run_d(run.join(real, fake), labels)
-    split_feats = [run.split(f) for f in feats] if features else []
-    return run.split(logits), ([f[0] for f in split_feats], [f[1] for f in split_feats])
+    real_logits, fake_logits = run.split(logits)
+    return DPair(real_logits, fake_logits, feats if features else [], run.fake_rows(real.device))
+
+
+def stacked_rows(
+    real_feats: list[torch.Tensor], fake_feats: list[torch.Tensor], fake: torch.Tensor
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """D's block outputs on B reals and on B fakes `fake`, run apart (each (B, C, H, W)), as
+    one list of (2B, C, H, W), reals first, and the bool (2B,) marking the fakes' rows."""
+    feats = [torch.cat([r, f]) for r, f in zip(real_feats, fake_feats, strict=True)]
+    return feats, torch.arange(2 * len(fake), device=fake.device) >= len(fake)
 
 
 class JointLayout(NamedTuple):
@@ -259,6 +282,11 @@ class JointLayout(NamedTuple):
         """real, fake (B, ...) -> (2B, ...) in runs of `run`; cat keeps a channels-last layout."""
         runs = zip(real.split(self.run), fake.split(self.run), strict=True)
         return torch.cat([part for pair in runs for part in pair])
+
+    def fake_rows(self, device: torch.device | None = None) -> torch.Tensor:
+        """bool (2B,): which rows of a joined batch are fakes."""
+        real = torch.zeros(self.batch, dtype=torch.bool, device=device)
+        return self.join(real, torch.ones_like(real))
 
     def split(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(2B, ...) laid out by `join` -> (real part (B, ...), fake part (B, ...))."""
@@ -305,7 +333,7 @@ def g_update(
         seen = augmented(state, fake, update, 0)
         if joint:  # the reals only set D's batch statistics here: no gradient through them
             real_seen = augmented(state, real, update, 1).detach()
-            (_, logits), (real_feats, fake_feats) = d_pair(
+            pair = d_pair(
                 state.runners.d_frozen,
                 real_seen,
                 seen,
@@ -314,6 +342,7 @@ def g_update(
                 mbstd_group=cfg.model.mbstd_group,
                 features=fm_weight > 0,
             )
+            logits, feats, fake_rows = pair.fake_logits, pair.feats, pair.fake_rows
         else:
             logits, fake_feats = state.runners.d_frozen(seen, classes.fake)
     loss_g = updates.loss.g(logits)
@@ -323,7 +352,8 @@ def g_update(
             with torch.no_grad(), amp.autocast():
                 real_seen = augmented(state, real, update, 1)
                 _, real_feats = state.runners.d_frozen(real_seen, classes.real)
-        loss_fm = feature_matching(real_feats, fake_feats)
+            feats, fake_rows = stacked_rows(real_feats, fake_feats, fake)
+        loss_fm = feature_matching(feats, fake_rows)
         loss_g = loss_g + fm_weight * loss_fm
     scaler = state.scalers.g if state.scalers else None
     try:
