@@ -144,7 +144,7 @@ class TrainConfig:
         0.0, "initial weight of the auxiliary feature-matching loss on D's features"
     )
     feature_matching_steps: int = setting(
-        1000, "steps over which that weight decays linearly to 0 (0: it holds all run)"
+        1000, "steps over which that weight decays linearly to 0 (0: it never decays)"
     )
     ema: float = setting(
         0.999, "decay of the moving average of G's weights used for samples (0: off)"

@@ -84,7 +84,7 @@ class _MeanGap(torch.autograd.Function):
     (a stride-0 broadcast, through the slicing that parts reals from fakes) the gradient sent
     every later backward op on channels-last features down a slow path, and the batch mean of
     such features was a slow reduction: the term took about 30% of the colour recipe's speed on
-    the CPU; as here, a few percent (docs/speed.md)."""
+    the CPU; as here, under a tenth (docs/speed.md)."""
 
     @staticmethod
     def forward(ctx, f: Tensor, fake_rows: Tensor) -> Tensor:
