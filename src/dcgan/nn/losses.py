@@ -88,8 +88,10 @@ class _MeanGap(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, f: Tensor, fake_rows: Tensor) -> Tensor:
-        rows, channels_last = _as_rows(f.detach())
-        gap = rows[fake_rows].mean(0) - rows[~fake_rows].mean(0)  # (C*H*W,) in f's memory order
+        rows, channels_last = _as_rows(f)
+        # (C*H*W,) in f's memory order, accumulated in fp32 without an fp32 copy of f
+        fake_mean = rows[fake_rows].mean(0, dtype=torch.float32)
+        gap = fake_mean - rows[~fake_rows].mean(0, dtype=torch.float32)
         ctx.save_for_backward(gap, fake_rows)
         ctx.shape, ctx.dtype, ctx.channels_last = f.shape, f.dtype, channels_last
         return gap.square().mean()
@@ -108,7 +110,7 @@ class _MeanGap(torch.autograd.Function):
 
 
 def _as_rows(f: Tensor) -> tuple[Tensor, bool]:
-    """f (N, ...) -> float32 (N, numel / N) in f's memory order (channels-last included, so
+    """f (N, ...) -> (N, numel / N), a view in f's memory order (channels-last included, so
     that no copy reorders it), and whether that order was channels-last."""
     channels_last = (
         f.dim() == 4
@@ -116,7 +118,7 @@ def _as_rows(f: Tensor) -> tuple[Tensor, bool]:
         and f.is_contiguous(memory_format=torch.channels_last)
     )
     ordered = f.permute(0, 2, 3, 1) if channels_last else f
-    return ordered.reshape(len(f), -1).float(), channels_last
+    return ordered.reshape(len(f), -1), channels_last
 
 
 def r1_penalty(real_logits: Tensor, real_inputs: Tensor) -> Tensor:

@@ -266,9 +266,11 @@ def stacked_rows(
     real_feats: list[torch.Tensor], fake_feats: list[torch.Tensor], fake: torch.Tensor
 ) -> tuple[list[torch.Tensor], torch.Tensor]:
     """D's block outputs on B reals and on B fakes `fake`, run apart (each (B, C, H, W)), as
-    one list of (2B, C, H, W), reals first, and the bool (2B,) marking the fakes' rows."""
-    feats = [torch.cat([r, f]) for r, f in zip(real_feats, fake_feats, strict=True)]
-    return feats, torch.arange(2 * len(fake), device=fake.device) >= len(fake)
+    one list of (2B, C, H, W), reals first (the joint layout of one run), and the bool (2B,)
+    marking the fakes' rows."""
+    stacked = JointLayout(len(fake), len(fake))
+    feats = [stacked.join(r, f) for r, f in zip(real_feats, fake_feats, strict=True)]
+    return feats, stacked.fake_rows(fake.device)
 
 
 class JointLayout(NamedTuple):
